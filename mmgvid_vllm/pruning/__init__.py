@@ -1,0 +1,86 @@
+"""Video-token pruning: MMG-Vid and the methods it is compared with. Pure torch, no vLLM.
+
+Public API::
+
+    prune(tokens, retention, method="mmgvid", **options) -> LongTensor (K,)
+    num_kept(num_frames, tokens_per_frame, retention) -> int
+
+``tokens`` is ``(T, M, D)``: T frames of M tokens of dimension D. The result holds
+``K = num_kept(T, M, retention)`` flat indices into ``T * M``, sorted ascending, so
+gathering ``tokens.reshape(T * M, D)[indices]`` keeps the temporal order.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .baselines import random_keep_mask, uniform_keep_mask
+from .counts import check_retention, num_kept
+from .mmgvid import MMGVidOptions, mmgvid_keep_mask
+from .vllm_methods import evs_keep_mask, vidcom2_keep_mask
+
+__all__ = ["METHODS", "MMGVidOptions", "check_tokens", "num_kept", "prune"]
+
+METHODS = ("mmgvid", "uniform", "random", "evs", "vidcom2")
+_OPTIONS = {"mmgvid": {"tau", "lam", "r_min", "knn"}, "random": {"seed"}}
+
+
+def check_tokens(tokens: object) -> torch.Tensor:
+    """Raise ``ValueError`` unless ``tokens`` is a non-empty floating ``(T, M, D)`` tensor.
+
+    (Finiteness is checked inside ``prune`` without an extra device sync.)
+    """
+    if not isinstance(tokens, torch.Tensor):
+        raise ValueError(f"tokens must be a torch.Tensor of shape (T, M, D), got {type(tokens).__name__}")
+    if tokens.dim() != 3:
+        raise ValueError(f"tokens must have shape (T, M, D), got rank {tokens.dim()} shape {tuple(tokens.shape)}")
+    if tokens.numel() == 0:
+        raise ValueError(f"tokens must not be empty, got shape {tuple(tokens.shape)}")
+    if not tokens.is_floating_point():
+        raise ValueError(f"tokens must be floating point, got {tokens.dtype}")
+    return tokens
+
+
+def prune(tokens: torch.Tensor, retention: float, method: str = "mmgvid", **options) -> torch.Tensor:
+    """Indices of the tokens to keep.
+
+    Args:
+        tokens: ``(T, M, D)`` float tensor (fp32, bf16, fp16 or fp64; CPU or CUDA).
+            Distances are computed in fp32, or in fp64 for fp64 input.
+        retention: share of tokens to keep, in (0, 1].
+        method: one of ``METHODS``.
+        **options: ``mmgvid``: ``tau``, ``lam``, ``r_min``, ``knn`` (see ``MMGVidOptions``);
+            ``random``: ``seed``. Other methods take none.
+
+    Returns:
+        ``(K,)`` int64 on ``tokens.device``, ``K = num_kept(T, M, retention)``, sorted ascending.
+
+    Raises:
+        ValueError: bad retention, method, option, shape, dtype, or non-finite tokens.
+    """
+    check_tokens(tokens)
+    retention = check_retention(retention)
+    if method not in METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
+    unknown = set(options) - _OPTIONS.get(method, set())
+    if unknown:
+        raise ValueError(f"method {method!r} takes no option(s) {', '.join(sorted(unknown))}")
+    num_frames, per_frame, _ = tokens.shape
+    keep = num_kept(num_frames, per_frame, retention)
+    work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
+
+    if method == "mmgvid":
+        mask = mmgvid_keep_mask(work, keep, retention, MMGVidOptions(**options))
+    else:
+        if not bool(torch.isfinite(work).all()):
+            raise ValueError("tokens must be finite (found inf or NaN)")
+        if method == "uniform":
+            mask = uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
+        elif method == "random":
+            mask = random_keep_mask(num_frames, per_frame, keep, tokens.device, **options)
+        elif method == "evs":
+            mask = evs_keep_mask(work, keep)
+        else:
+            mask = vidcom2_keep_mask(work, keep)
+    # A stable sort of "not kept" puts the kept positions first, in ascending order, with no sync.
+    return torch.sort((~mask).reshape(-1).to(torch.uint8), stable=True).indices[:keep]

@@ -1,0 +1,63 @@
+"""MMG-Vid (AAAI 2026): the three stages put together for one video."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .budgeting import frame_budgets, selection_zscores
+from .segmentation import segment_frames
+from .token_selection import select_tokens
+
+__all__ = ["MMGVidOptions", "mmgvid_keep_mask"]
+
+
+@dataclass(frozen=True)
+class MMGVidOptions:
+    """Hyper-parameters of MMG-Vid, with the paper's values as defaults.
+
+    tau: frame-similarity threshold of eq. 3 (paper: 0.95).
+    lam: representativeness/diversity balance of eq. 5 (paper: 0.5), in [0, 1].
+    r_min: per-segment minimum ratio of eq. 6. The paper gives no value; ``None`` means
+        half the retention ratio, so half the budget is a floor and half follows marginal
+        gain. A value above the retention ratio is lowered to it.
+    knn: neighbours k of eq. 7 and 9 (the paper gives none; 5 is DPC-KNN's usual choice).
+    """
+
+    tau: float = 0.95
+    lam: float = 0.5
+    r_min: float | None = None
+    knn: int = 5
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.tau, (int, float)) and -1.0 <= self.tau <= 1.0):
+            raise ValueError(f"tau must be a cosine threshold in [-1, 1], got {self.tau!r}")
+        if not (isinstance(self.lam, (int, float)) and 0.0 <= self.lam <= 1.0):
+            raise ValueError(f"lam (lambda) must be in [0, 1], got {self.lam!r}")
+        if self.r_min is not None and not (isinstance(self.r_min, (int, float)) and 0.0 <= self.r_min <= 1.0):
+            raise ValueError(f"r_min must be in [0, 1], got {self.r_min!r}")
+        if isinstance(self.knn, bool) or not isinstance(self.knn, int) or self.knn < 1:
+            raise ValueError(f"knn must be a positive int, got {self.knn!r}")
+
+    def floor_ratio(self, retention: float) -> float:
+        """The R_min actually used at ``retention``."""
+        return retention / 2 if self.r_min is None else min(self.r_min, retention)
+
+
+def mmgvid_keep_mask(tokens: torch.Tensor, keep: int, retention: float, options: MMGVidOptions) -> torch.Tensor:
+    """``(T, M, D)`` tokens -> ``(T, M)`` bool mask with exactly ``keep`` True.
+
+    The only device-to-host transfer is the ``(T, T)`` Gram matrix of the frame means
+    (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite.
+    """
+    num_frames, per_frame, _ = tokens.shape
+    frame_means = tokens.mean(dim=1).double()  # (T, D)
+    gram = (frame_means @ frame_means.T).cpu().numpy()  # (T, T): the one sync
+    if not all(math.isfinite(v) for v in gram.diagonal()):
+        raise ValueError("tokens must be finite (found inf or NaN)")
+    segments = segment_frames(gram, options.tau)
+    zscores = selection_zscores(gram, segments, options.lam)
+    budgets = frame_budgets(segments, zscores, per_frame, keep, options.floor_ratio(retention))
+    return select_tokens(tokens, segments, budgets, options.knn)
