@@ -123,7 +123,7 @@ def reference_prune(tokens: np.ndarray, retention: float, tau=0.95, lam=0.5, r_m
     segments = segment(tokens, tau)
     per_frame = budgets(segments, zscores(tokens, segments, lam), M, keep, r_floor)
     norms = np.linalg.norm(tokens, axis=-1, keepdims=True)
-    units = np.divide(tokens, norms, out=np.zeros_like(tokens), where=norms > 1e-12)
+    units = np.divide(tokens, norms, out=np.zeros_like(tokens), where=norms > 0)
     kept = []
     for s in segments:
         guide: list[np.ndarray] = []

@@ -7,7 +7,8 @@ processes frame ``p`` of every segment at once: the loop runs over frame positio
 (the longest segment's length), never over tokens or segments.
 
 Choices where the paper is silent:
-- Distances are squared Euclidean between L2-normalised tokens (``2 - 2 cos``, in [0, 4]).
+- Distances are squared Euclidean between L2-normalised tokens (``2 - 2 cos``, in [0, 4];
+  an all-zero token stays zero).
   On raw projector outputs ``exp(-||t_i - t_j||^2)`` underflows to 0 for every token (norms
   are in the tens), which makes every score 0 and the choice arbitrary; on unit vectors the
   densities stay informative whatever the feature scale.
@@ -31,9 +32,22 @@ from .segmentation import Segment
 __all__ = ["select_tokens"]
 
 
-def _squared_distances(a: torch.Tensor, a_sq: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor) -> torch.Tensor:
-    """``(B, P, D), (B, P), (B, Q, D), (B, Q) -> (B, P, Q)`` squared Euclidean distances."""
-    return (a_sq.unsqueeze(-1) + b_sq.unsqueeze(-2) - 2.0 * (a @ b.transpose(-1, -2))).clamp_min_(0.0)
+def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
+    """``(..., D) -> (...)``: ``1 / |x|``, and 0 for an all-zero token (which stays zero)."""
+    norms = torch.linalg.vector_norm(x, dim=-1)
+    return torch.where(norms > 0, norms.reciprocal(), torch.zeros_like(norms))
+
+
+def _unit_distances(a: torch.Tensor, a_inv: torch.Tensor, b: torch.Tensor, b_inv: torch.Tensor) -> torch.Tensor:
+    """``(B, P, D), (B, P), (B, Q, D), (B, Q) -> (B, P, Q)`` squared distances between the
+    L2-normalised rows of ``a`` and ``b`` (``|a^|^2 + |b^|^2 - 2 a^.b^``).
+
+    The rows are normalised through the small ``(P, Q)`` product, not the ``(P, D)`` inputs:
+    the tokens are read once, by the matmul.
+    """
+    cos = torch.bmm(a, b.transpose(-1, -2)).mul_(a_inv.unsqueeze(-1)).mul_(b_inv.unsqueeze(-2))
+    a_sq, b_sq = (a_inv > 0).to(cos.dtype), (b_inv > 0).to(cos.dtype)
+    return (a_sq.unsqueeze(-1) + b_sq.unsqueeze(-2)).sub_(cos, alpha=2.0).clamp_min_(0.0)
 
 
 def _mean_of_k_smallest(dist: torch.Tensor, k: torch.Tensor, k_max: int) -> torch.Tensor:
@@ -99,14 +113,13 @@ def select_tokens(
     """
     num_frames, per_frame, _ = tokens.shape
     device = tokens.device
-    units = torch.nn.functional.normalize(tokens, dim=-1)
-    sq_norms = (units * units).sum(-1)  # (T, M): 1, or 0 for an all-zero token
+    inverse_norms = _inverse_norms(tokens)  # (T, M)
     plan = _Plan.build(segments, frame_budgets)
     tables = torch.tensor([plan.frames, plan.budgets, plan.offsets], dtype=torch.long).to(device)
     guide_capacity = max(sum(row) for row in plan.budgets)
     # The guide set of each segment; row `guide_capacity` is a sink for unused writes.
-    guide = units.new_zeros(len(plan.frames), guide_capacity + 1, units.shape[-1])
-    guide_sq = units.new_zeros(len(plan.frames), guide_capacity + 1)
+    guide = tokens.new_zeros(len(plan.frames), guide_capacity + 1, tokens.shape[-1])
+    guide_inv = tokens.new_zeros(len(plan.frames), guide_capacity + 1)
     keep = torch.zeros(num_frames, per_frame, dtype=torch.bool, device=device)
 
     for position in range(len(plan.frames[0])):
@@ -115,14 +128,16 @@ def select_tokens(
         if budget_max == 0:
             continue
         frames, budgets, offsets = tables[:, :active, position]
-        x, x_sq = units[frames], sq_norms[frames]  # (A, M, D), (A, M)
-        in_frame = _squared_distances(x, x_sq, x, x_sq)  # (A, M, M)
+        x, x_inv = tokens[frames], inverse_norms[frames]  # (A, M, D), (A, M)
+        in_frame = _unit_distances(x, x_inv, x, x_inv)  # (A, M, M)
+        # Exactly symmetric, so mutual neighbours get exactly equal densities (a true tie).
+        in_frame = (in_frame + in_frame.transpose(-1, -2)).mul_(0.5)
         in_frame.diagonal(dim1=-2, dim2=-1).zero_()
 
         if position == 0:  # eq. 7: DPC-KNN density within the first frame
             k = min(knn, per_frame - 1)
             if k == 0:
-                density = x_sq.new_ones(x_sq.shape)
+                density = x_inv.new_ones(x_inv.shape)
             else:
                 others = in_frame.clone()
                 others.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
@@ -130,7 +145,7 @@ def select_tokens(
                 density = torch.exp(-_mean_of_k_smallest(others, k_rows, k))
         else:  # eq. 9: temporal relevance density against the guide set
             guide_max = max(plan.column(plan.offsets, position, active))
-            to_guide = _squared_distances(x, x_sq, guide[:active, :guide_max], guide_sq[:active, :guide_max])
+            to_guide = _unit_distances(x, x_inv, guide[:active, :guide_max], guide_inv[:active, :guide_max])
             beyond = torch.arange(guide_max, device=device) >= offsets.unsqueeze(-1)  # (A, G)
             to_guide.masked_fill_(beyond.unsqueeze(1), float("inf"))
             k_max = min(knn, guide_max)
@@ -144,5 +159,5 @@ def select_tokens(
         slots = torch.where(chosen, offsets.unsqueeze(-1) + rank, guide_capacity)
         segment_rows = torch.arange(active, device=device).unsqueeze(-1)
         guide[segment_rows, slots] = x[segment_rows, ranked]
-        guide_sq[segment_rows, slots] = x_sq[segment_rows, ranked]
+        guide_inv[segment_rows, slots] = x_inv[segment_rows, ranked]
     return keep
