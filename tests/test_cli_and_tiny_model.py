@@ -1,0 +1,92 @@
+"""Fast checks (no server) of the `mmgvid` CLI command building and the tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from mmgvid_vllm import cli
+from mmgvid_vllm.tiny_model import (
+    FRAME_TOKENS,
+    IMAGE_TOKEN_ID,
+    VIDEO_TOKEN_ID,
+    default_tiny_model_dir,
+    ensure_tiny_model,
+    num_video_tokens,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return ensure_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_default_dir_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_tiny_model_dir() == tmp_path / "mmgvid-vllm" / "tiny-llava-onevision"
+
+
+def test_tiny_config_geometry(tiny):
+    cfg = json.loads((tiny / "config.json").read_text())
+    assert cfg["architectures"] == ["LlavaOnevisionForConditionalGeneration"]
+    v, t = cfg["vision_config"], cfg["text_config"]
+    assert (v["image_size"], v["patch_size"]) == (384, 14)
+    assert t["hidden_size"] // t["num_attention_heads"] >= 32
+    assert cfg["vision_feature_select_strategy"] == "full"
+    assert (cfg["image_token_index"], cfg["video_token_index"]) == (IMAGE_TOKEN_ID, VIDEO_TOKEN_ID)
+    assert FRAME_TOKENS == 196 and num_video_tokens(32) == 6273
+
+
+def test_tiny_processor_expands_video(tiny):
+    from transformers import AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(tiny)
+    msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]
+    prompt = proc.apply_chat_template(msgs, add_generation_prompt=True)
+    assert prompt == "<|im_start|>user\n<video>\nWhat happens?<|im_end|>\n<|im_start|>assistant\n"
+    video = np.zeros((4, 64, 96, 3), dtype=np.uint8)
+    out = proc(text=prompt, videos=[video], return_tensors="pt")
+    assert tuple(out["pixel_values_videos"].shape) == (1, 4, 3, 384, 384)
+    assert int((out["input_ids"] == VIDEO_TOKEN_ID).sum()) == num_video_tokens(4)
+
+
+def test_tiny_checkpoint_is_deterministic(tiny, tmp_path):
+    again = ensure_tiny_model(tmp_path / "again")
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (tiny / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_ensure_reuses_complete_build(tiny):
+    stamp = (tiny / "model.safetensors").stat().st_mtime_ns
+    assert ensure_tiny_model(tiny) == tiny
+    assert (tiny / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_serve_tiny_on_cpu_defaults(tiny, monkeypatch):
+    monkeypatch.setattr("mmgvid_vllm.tiny_model.default_tiny_model_dir", lambda: tiny)
+    argv, env = cli.build_serve_command(None, ["--port", "9000", "--max-model-len", "4096"],
+                                        environ={}, cuda=False)
+    assert argv[:5] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny)]
+    assert env["VLLM_PLUGINS"] == "mmgvid" and env["MMGVID_RETENTION"] == "0.25"
+    assert "--enforce-eager" in argv and "--trust-request-mm-kwargs" in argv
+    assert argv.count("--max-model-len") == 1 and argv[argv.index("--max-model-len") + 1] == "4096"
+    assert argv[-4:] == ["--port", "9000", "--max-model-len", "4096"]
+
+
+def test_serve_explicit_model_and_retention():
+    argv, env = cli.build_serve_command("llava-onevision", ["--tensor-parallel-size", "2"], "0.3",
+                                        environ={"VLLM_PLUGINS": "other"}, cuda=True)
+    assert argv[3:] == ["--model", cli.REAL_MODEL, "--tensor-parallel-size", "2"]
+    assert env["VLLM_PLUGINS"] == "other,mmgvid" and env["MMGVID_RETENTION"] == "0.3"
+    argv, env = cli.build_serve_command("/m", [], environ={}, cuda=False)
+    assert argv[3:] == ["--model", "/m"] and "MMGVID_RETENTION" not in env
+
+
+def test_serve_rejects_bad_retention(capsys):
+    with pytest.raises(SystemExit) as err:
+        cli.main(["serve", "--retention", "0", "--print-command"])
+    assert err.value.code == 2
+    assert "retention" in capsys.readouterr().err
