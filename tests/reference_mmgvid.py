@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from mmgvid_vllm.pruning.counts import allocate_with_caps, num_kept, split_evenly
+from mmgvid_vllm.pruning.token_selection import SAME_TOKEN
 
 
 def cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -21,7 +22,9 @@ def cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sqdist(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a - b) ** 2).sum())
+    """Squared distance; below SAME_TOKEN it is 0 (the same token up to rounding)."""
+    d = float(((a - b) ** 2).sum())
+    return d if d >= SAME_TOKEN else 0.0
 
 
 # ---- Stage 1: eq. 3-4 ---------------------------------------------------------------

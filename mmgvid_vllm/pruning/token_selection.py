@@ -16,6 +16,11 @@ Choices where the paper is silent:
   other tokens of the frame (not the token itself) and the mean is over ``k``
   (``k = min(k, M - 1)``; with one token per frame the density is 1); in eq. 9 they are the
   nearest guide tokens (``k = min(k, guide size)``).
+- Repeated content must not be ranked by rounding noise: squared distances below
+  ``SAME_TOKEN`` (1e-4, i.e. cos > 0.99995) are exactly 0, so a token that is already in the
+  guide set (a static background) gets exactly the same density on every device, and its
+  ties go to the lower index everywhere. Without it, long static videos kept different
+  tokens on CPU and GPU.
 - "Higher density" in eq. 8/10 is strictly higher; the token(s) of highest density take
   the largest distance in their own row, as written.
 - The top ``b`` scores are taken with a stable sort, so equal scores go to the lower index.
@@ -30,6 +35,10 @@ import torch
 from .segmentation import Segment
 
 __all__ = ["select_tokens"]
+
+# Squared distances (between unit vectors, so in [0, 4]) below this are 0: the same token up
+# to rounding (cos > 0.99995; fp32 dot products over D = 3584 carry errors near 1e-5).
+SAME_TOKEN = 1e-4
 
 
 def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
@@ -47,7 +56,8 @@ def _unit_distances(a: torch.Tensor, a_inv: torch.Tensor, b: torch.Tensor, b_inv
     """
     cos = torch.bmm(a, b.transpose(-1, -2)).mul_(a_inv.unsqueeze(-1)).mul_(b_inv.unsqueeze(-2))
     a_sq, b_sq = (a_inv > 0).to(cos.dtype), (b_inv > 0).to(cos.dtype)
-    return (a_sq.unsqueeze(-1) + b_sq.unsqueeze(-2)).sub_(cos, alpha=2.0).clamp_min_(0.0)
+    dist = (a_sq.unsqueeze(-1) + b_sq.unsqueeze(-2)).sub_(cos, alpha=2.0)
+    return dist.masked_fill_(dist < SAME_TOKEN, 0.0)
 
 
 def _mean_of_k_smallest(dist: torch.Tensor, k: torch.Tensor, k_max: int) -> torch.Tensor:
