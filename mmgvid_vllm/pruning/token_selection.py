@@ -107,6 +107,16 @@ class _Plan:
         return [row[position] for row in table[:active]]
 
 
+def _first_frame_density(in_frame: torch.Tensor, knn: int) -> torch.Tensor:
+    """Eq. 7: ``(B, M, M)`` in-frame distances -> ``(B, M)`` DPC-KNN densities."""
+    k = min(knn, in_frame.shape[-1] - 1)
+    if k == 0:
+        return in_frame.new_ones(in_frame.shape[:-1])
+    others = in_frame.clone()
+    others.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
+    return torch.exp(-others.topk(k, dim=-1, largest=False).values.mean(-1))
+
+
 def select_tokens(
     tokens: torch.Tensor, segments: list[Segment], frame_budgets: list[int], knn: int
 ) -> torch.Tensor:
@@ -120,10 +130,18 @@ def select_tokens(
 
     Returns:
         ``(T, M)`` bool mask of the kept tokens, ``frame_budgets[t]`` True in row t.
+
+    Everything that does not depend on the guide set is computed for all frames before the
+    loop, in a few large batched operations: the in-frame distances ``(T, M, M)`` and the
+    first frames' densities.
     """
     num_frames, per_frame, _ = tokens.shape
     device = tokens.device
     inverse_norms = _inverse_norms(tokens)  # (T, M)
+    in_frame = _unit_distances(tokens, inverse_norms, tokens, inverse_norms)  # (T, M, M)
+    # Exactly symmetric, so mutual neighbours get exactly equal densities (a true tie).
+    in_frame = (in_frame + in_frame.transpose(-1, -2)).mul_(0.5)
+    in_frame.diagonal(dim1=-2, dim2=-1).zero_()
     plan = _Plan.build(segments, frame_budgets)
     tables = torch.tensor([plan.frames, plan.budgets, plan.offsets], dtype=torch.long).to(device)
     guide_capacity = max(sum(row) for row in plan.budgets)
@@ -138,21 +156,9 @@ def select_tokens(
         if budget_max == 0:
             continue
         frames, budgets, offsets = tables[:, :active, position]
-        x, x_inv = tokens[frames], inverse_norms[frames]  # (A, M, D), (A, M)
-        in_frame = _unit_distances(x, x_inv, x, x_inv)  # (A, M, M)
-        # Exactly symmetric, so mutual neighbours get exactly equal densities (a true tie).
-        in_frame = (in_frame + in_frame.transpose(-1, -2)).mul_(0.5)
-        in_frame.diagonal(dim1=-2, dim2=-1).zero_()
-
-        if position == 0:  # eq. 7: DPC-KNN density within the first frame
-            k = min(knn, per_frame - 1)
-            if k == 0:
-                density = x_inv.new_ones(x_inv.shape)
-            else:
-                others = in_frame.clone()
-                others.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
-                k_rows = torch.full((active,), k, device=device)
-                density = torch.exp(-_mean_of_k_smallest(others, k_rows, k))
+        x, x_inv, distances = tokens[frames], inverse_norms[frames], in_frame[frames]  # (A, M, D), (A, M), (A, M, M)
+        if position == 0:
+            density = _first_frame_density(distances, knn)
         else:  # eq. 9: temporal relevance density against the guide set
             guide_max = max(plan.column(plan.offsets, position, active))
             to_guide = _unit_distances(x, x_inv, guide[:active, :guide_max], guide_inv[:active, :guide_max])
@@ -161,7 +167,7 @@ def select_tokens(
             k_max = min(knn, guide_max)
             density = 1.0 - torch.exp(-_mean_of_k_smallest(to_guide, offsets.clamp_max(knn), k_max))
 
-        score = density * _separation(in_frame, density)  # gamma of eq. 8 / 10
+        score = density * _separation(distances, density)  # gamma of eq. 8 / 10
         ranked = torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :budget_max]  # (A, b)
         rank = torch.arange(budget_max, device=device)
         chosen = rank < budgets.unsqueeze(-1)  # (A, b)
