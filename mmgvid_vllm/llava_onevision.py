@@ -1,0 +1,180 @@
+"""LLaVA-OneVision with MMG-Vid video-token pruning before scheduling.
+
+vLLM's in-tree model, processing info and processor, each extended by the smallest
+override, in the layout of vLLM's own model files:
+
+* ``MMGVidProcessingInfo`` resolves how a request's videos are pruned (``config``).
+* ``MMGVidMultiModalProcessor`` (API-server process) shortens each video's placeholder
+  run from ``T * 196 + 1`` to ``num_kept(T, 196, r) + 1`` tokens (pooled frame tokens,
+  then the trailing ``image_newline``), so the scheduler allocates KV blocks for the
+  pruned prompt only. It stores the video's retention and method as two per-video
+  fields of the processed item, which the model receives with the pixels.
+* ``MMGVidLlavaOnevisionForConditionalGeneration`` (engine process) runs vision tower,
+  projector and 2x2 pooling as vLLM does, then keeps the ``prune(...)`` rows of the
+  ``(T, 196, D)`` pooled features in temporal order, and the newline row.
+
+Choices:
+
+* Retention travels as data, not as process state: the placeholder count is computed
+  from the processed item's own ``mmgvid_retention`` field, and the model prunes with
+  that same field, so prompt and embeddings always agree, for concurrent requests with
+  different ratios, and for items served from vLLM's processor cache (whose key, the
+  multimodal hash, includes the request's ``mm_processor_kwargs``, so the same video at
+  another ratio is another cache entry). The fields are float64 / int64 and stay on
+  the CPU (``keep_on_cpu``): no rounding to the model dtype, no device sync.
+* Retention 1.0 (the default when nothing is configured) skips pruning: prompt and
+  embeddings are vanilla vLLM's.
+* Request values are validated in ``apply``, before hashing and processing, so a bad
+  value is a ``ValueError`` in the API server (HTTP 400), never an engine error.
+* Images and video embeddings passed in by the user are not pruned.
+* A ``prune`` failure in the engine (non-finite features) falls back to uniform
+  selection of the same count instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+from transformers import BatchFeature
+from vllm.config import VllmConfig
+from vllm.model_executor.models.llava_onevision import (
+    LlavaOnevisionDummyInputsBuilder,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionMultiModalProcessor,
+    LlavaOnevisionProcessingInfo,
+    LlavaOnevisionVideoPixelInputs,
+)
+from vllm.multimodal import MULTIMODAL_REGISTRY
+from vllm.multimodal.inputs import MultiModalFieldConfig, MultiModalKwargsItems
+from vllm.multimodal.parse import MultiModalDataItems, VideoProcessorItems
+from vllm.multimodal.processing import PromptReplacement, PromptUpdate
+
+from .config import METHOD_KEY, RETENTION_KEY, PruningConfig, resolve_request, server_config
+from .pruning import METHODS, num_kept, prune
+from .vllm_compat import HFProcessorHook
+
+__all__ = [
+    "MMGVidLlavaOnevisionForConditionalGeneration",
+    "MMGVidMultiModalProcessor",
+    "MMGVidProcessingInfo",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class MMGVidProcessingInfo(LlavaOnevisionProcessingInfo):
+    def get_video_pruning(self, hf_processor_mm_kwargs: Mapping[str, object]) -> PruningConfig:
+        """Pruning for the videos of a request: its ``mm_processor_kwargs`` over the server's
+        ``--mm-processor-kwargs`` (merged by vLLM) over the environment. ``ValueError`` if invalid."""
+        merged = self.ctx.get_merged_mm_kwargs(hf_processor_mm_kwargs)
+        return resolve_request(merged, server_config())
+
+
+class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcessor):
+    info: MMGVidProcessingInfo
+
+    def apply(self, inputs, timing_ctx):
+        # Validate before the request is hashed, cached or processed.
+        self.info.get_video_pruning(inputs.hf_processor_mm_kwargs)
+        return super().apply(inputs, timing_ctx)
+
+    def _add_pruning_fields(self, outputs: BatchFeature, mm_kwargs: Mapping[str, object]) -> BatchFeature:
+        """Add ``mmgvid_retention`` (V,) float64 and ``mmgvid_method`` (V,) int64
+        (index into ``METHODS``) for the V videos in ``pixel_values_videos``."""
+        videos = outputs.get("pixel_values_videos")
+        if videos is not None:
+            pruning = self.info.get_video_pruning(mm_kwargs)
+            outputs[RETENTION_KEY] = torch.full((len(videos),), pruning.retention, dtype=torch.float64)
+            outputs[METHOD_KEY] = torch.full((len(videos),), METHODS.index(pruning.method), dtype=torch.int64)
+        return outputs
+
+    def _get_mm_fields_config(
+        self,
+        hf_inputs: BatchFeature,
+        hf_processor_mm_kwargs: Mapping[str, object],
+    ) -> Mapping[str, MultiModalFieldConfig]:
+        return dict(
+            super()._get_mm_fields_config(hf_inputs, hf_processor_mm_kwargs),
+            **{key: MultiModalFieldConfig.batched("video", keep_on_cpu=True) for key in (RETENTION_KEY, METHOD_KEY)},
+        )
+
+    def _get_prompt_updates(
+        self,
+        mm_items: MultiModalDataItems,
+        hf_processor_mm_kwargs: Mapping[str, object],
+        out_mm_kwargs: MultiModalKwargsItems,
+    ) -> Sequence[PromptUpdate]:
+        """vLLM's updates, with each video's ``T * M + 1`` placeholders cut to ``num_kept(T, M, r) + 1``."""
+        updates = super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs)
+        vanilla = next(u for u in updates if u.modality == "video")
+
+        def get_pruned_video_replacement(item_idx: int) -> list[int]:
+            tokens = vanilla.replacement(item_idx)  # [video_token_id] * (T * M + 1)
+            elem = out_mm_kwargs["video"][item_idx].get(RETENTION_KEY)  # None for user-supplied embeddings
+            retention = 1.0 if elem is None else float(elem.data)
+            if retention >= 1.0:
+                return tokens
+            num_frames = mm_items.get_items("video", VideoProcessorItems).get_num_frames(item_idx)
+            return tokens[: num_kept(num_frames, (len(tokens) - 1) // num_frames, retention) + 1]
+
+        return [
+            *(u for u in updates if u is not vanilla),
+            PromptReplacement(modality="video", target=vanilla.target, replacement=get_pruned_video_replacement),
+        ]
+
+
+class _PrunableVideos(NamedTuple):
+    """Video inputs of a batch of V videos, with their pruning."""
+
+    pixels: LlavaOnevisionVideoPixelInputs
+    retention: list[float]  # (V,)
+    method: list[str]  # (V,)
+
+
+@MULTIMODAL_REGISTRY.register_processor(
+    MMGVidMultiModalProcessor,
+    info=MMGVidProcessingInfo,
+    dummy_inputs=LlavaOnevisionDummyInputsBuilder,
+)
+class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
+    def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
+        self.mmgvid_config = server_config()  # for the server-wide MMG-Vid hyper-parameters
+
+    def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
+        pixels = super()._parse_and_validate_video_input(**kwargs)
+        if pixels is None:
+            return None
+        num_videos = len(pixels["pixel_values_videos"])
+        retention = kwargs.get(RETENTION_KEY)
+        method = kwargs.get(METHOD_KEY)
+        return _PrunableVideos(
+            pixels,
+            [1.0] * num_videos if retention is None else [float(r) for r in retention],
+            ["mmgvid"] * num_videos if method is None else [METHODS[int(m)] for m in method],
+        )
+
+    def _process_video_pixels(self, inputs: _PrunableVideos) -> list[torch.Tensor]:
+        """One ``(num_kept(T, M, r) + 1, D)`` tensor per video (``(T * M + 1, D)`` when r == 1)."""
+        embeddings = super()._process_video_pixels(inputs.pixels)  # (V, T*M+1, D) or V x (1, T_v*M+1, D)
+        frames = [len(video) for video in inputs.pixels["pixel_values_videos"]]
+        return [
+            self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m)
+            for emb, t, r, m in zip(embeddings, frames, inputs.retention, inputs.method)
+        ]
+
+    def _prune_video(self, embeddings: torch.Tensor, num_frames: int, retention: float, method: str) -> torch.Tensor:
+        """``(T * M + 1, D)`` pooled frame tokens + newline -> ``(num_kept(T, M, r) + 1, D)``."""
+        if retention >= 1.0:
+            return embeddings
+        frame_tokens, newline = embeddings[:-1], embeddings[-1:]
+        tokens = frame_tokens.reshape(num_frames, -1, frame_tokens.shape[-1])  # (T, M, D)
+        try:
+            keep = prune(tokens, retention, method, **self.mmgvid_config.prune_options(method))
+        except ValueError as exc:  # e.g. non-finite features: keep the count, never fail the batch
+            logger.warning("MMG-Vid: %s pruning failed (%s); using uniform selection", method, exc)
+            keep = prune(torch.zeros(tokens.shape[:2] + (1,), device=tokens.device), retention, "uniform")
+        return torch.cat((frame_tokens[keep], newline))

@@ -1,0 +1,81 @@
+"""The one place that knows how vLLM versions differ (0.32 on CPU/CI, 0.26 on the GPU machine).
+
+Compared sources (``vllm/model_executor/models/llava_onevision.py``,
+``vllm/multimodal/processing/*``, entrypoints) of 0.26.0 and 0.32.0:
+
+* Calling the HF processor. 0.32: ``_apply_hf_processor_main(mm_items, hf_kwargs)``
+  returns the processed ``BatchFeature`` (LLaVA-OneVision overrides it). 0.26:
+  ``_apply_hf_processor_main(prompt, mm_items, hf_processor_mm_kwargs, ...)`` returns a
+  tuple, and the HF call itself is ``_call_hf_processor(prompt, mm_data, mm_kwargs,
+  tok_kwargs)`` (LLaVA-OneVision overrides that one). ``HFProcessorHook`` wraps whichever
+  exists. Both versions reach it for every processed (not cached) item, in the
+  cached and uncached paths.
+* Per-request ``mm_processor_kwargs``. 0.32 rejects them (HTTP 400) unless the server
+  runs with ``--trust-request-mm-kwargs``; 0.26 has no such flag and always accepts
+  them. ``request_mm_kwargs_server_args()`` gives the flag where it exists.
+* Unchanged, so used directly: ``ProcessorInputs.hf_processor_mm_kwargs`` and
+  ``apply(inputs, timing_ctx)``; ``_get_prompt_updates`` / ``_get_mm_fields_config``
+  signatures; ``InputProcessingContext.get_merged_mm_kwargs``; ``MultiModalFieldConfig
+  .batched(..., keep_on_cpu=)``; the model's ``_parse_and_validate_video_input`` /
+  ``_process_video_pixels``; ``ModelRegistry.register_model``; processor-cache hashes
+  that include the request's flat ``mm_processor_kwargs`` (0.32 scopes them per
+  modality, but keeps flat keys); ValueError -> HTTP 400 in the OpenAI server.
+* Differences that do not concern the plugin: the dummy-options type of
+  ``get_dummy_mm_data`` (``BaseDummyOptions`` -> ``MultiModalDummyOptions``; the
+  plugin reuses vLLM's builder), ``ProcessorInputs.tokenization_kwargs`` (0.26) vs
+  ``cache``/``media_io_kwargs`` (0.32), the hash algorithm argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from collections.abc import Mapping
+
+from transformers import BatchFeature
+from vllm.multimodal.processing import BaseMultiModalProcessor
+
+from .config import strip_request_keys
+
+__all__ = ["HFProcessorHook", "request_mm_kwargs_server_args"]
+
+# 0.26: (self, prompt, mm_items, hf_processor_mm_kwargs, tokenization_kwargs, *, ...)
+# 0.32: (self, mm_items, hf_kwargs)
+_HF_MAIN_TAKES_PROMPT = "prompt" in inspect.signature(BaseMultiModalProcessor._apply_hf_processor_main).parameters
+
+
+class HFProcessorHook:
+    """Mixin (put it before vLLM's processor class) around vLLM's call of the HF processor.
+
+    The HF processor gets the request's ``mm_processor_kwargs`` without the ``mmgvid_*``
+    keys; its output then goes through ``self._add_pruning_fields(outputs, mm_kwargs)``
+    with the full kwargs.
+    """
+
+    def _add_pruning_fields(self, outputs: BatchFeature, mm_kwargs: Mapping[str, object]) -> BatchFeature:
+        raise NotImplementedError
+
+    if _HF_MAIN_TAKES_PROMPT:  # vLLM <= 0.26
+
+        def _call_hf_processor(self, prompt, mm_data, mm_kwargs, tok_kwargs) -> BatchFeature:
+            outputs = super()._call_hf_processor(prompt, mm_data, strip_request_keys(mm_kwargs), tok_kwargs)
+            return self._add_pruning_fields(outputs, mm_kwargs)
+
+    else:  # vLLM 0.32
+
+        def _apply_hf_processor_main(self, mm_items, hf_kwargs) -> BatchFeature:
+            outputs = super()._apply_hf_processor_main(mm_items, strip_request_keys(hf_kwargs))
+            return self._add_pruning_fields(outputs, hf_kwargs)
+
+
+def request_mm_kwargs_server_args() -> list[str]:
+    """Server CLI arguments that let requests carry ``mm_processor_kwargs``."""
+    for module in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
+        try:
+            frontend_args = importlib.import_module(module).FrontendArgs
+        except (ImportError, AttributeError):
+            continue
+        fields = {f.name for f in dataclasses.fields(frontend_args)}
+        return ["--trust-request-mm-kwargs"] if "trust_request_mm_kwargs" in fields else []
+    return []
