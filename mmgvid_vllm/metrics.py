@@ -1,0 +1,295 @@
+"""Prometheus metrics of video-token pruning, served on vLLM's own ``/metrics``.
+
+Series (labels ``model_name`` = vLLM's served model name, as on ``vllm:*``, and
+``method`` = the pruning method, ``none`` for a video kept whole):
+
+=====================================  =========  =====================================================
+``mmgvid_video_original_tokens_total``  counter    video tokens before pruning (``T * 196``; no newline)
+``mmgvid_video_kept_tokens_total``      counter    video tokens kept (= placeholders in the prompt - 1)
+``mmgvid_kv_cache_tokens_avoided_total`` counter   original - kept: prompt tokens never given KV cache
+``mmgvid_video_retention_ratio``        histogram  kept / original per video (pruning off: 1.0)
+``mmgvid_retention_target_ratio``       gauge      the server's configured retention (``MMGVID_RETENTION``)
+``mmgvid_video_segments``               histogram  segments MMG-Vid's stage 1 split a video into
+                                                   (1 for a video that is not segmented: pruning off,
+                                                   other methods)
+``mmgvid_pruning_duration_seconds``     histogram  time to prune one video, where it runs
+``mmgvid_pruning_errors_total``         counter    prunes that failed and fell back to uniform selection
+=====================================  =========  =====================================================
+
+Where the numbers are known: the API-server process (the multimodal processor) knows each
+request's original and kept counts, once per request (also when the processor cache answers);
+the engine's worker process (the model) runs the pruning, so only it knows time and segments.
+An encoder-cache hit in the engine prunes nothing, so it adds no time/segment observation.
+Videos built by vLLM for profiling and warm-up (``get_dummy_mm_inputs``, ``profile_run`` on the
+stack) are not recorded.
+
+Cross-process design: every process writes its observations to prometheus_client
+*multiprocess* files (``MmapedDict``, the format of ``PROMETHEUS_MULTIPROC_DIR``), in one directory,
+and the API server's ``/metrics`` merges them with ``MultiProcessCollector``:
+
+* With ``--api-server-count`` > 1 (or a user-set ``PROMETHEUS_MULTIPROC_DIR``) vLLM already
+  runs in multiprocess mode: its ``/metrics`` merges ``PROMETHEUS_MULTIPROC_DIR``, so our files go
+  there and every API server shows the same totals.
+* With one API server vLLM serves the in-memory default ``REGISTRY``. ``setup()`` (called by
+  ``register()`` in the API server before it starts the engine) then creates a private directory,
+  publishes it in ``MMGVID_METRICS_DIR`` (inherited by engine and worker processes) and adds a
+  ``MultiProcessCollector`` for it to ``REGISTRY``; the directory is removed when the process that
+  made it exits.
+
+Our files are written explicitly (not through ``prometheus_client``'s global value class), so
+vLLM's own in-memory metrics are untouched; they are named ``<type>_mmgvid-<pid>.db`` so they never
+share a file with prometheus_client's own ``<type>_<pid>.db``.
+
+Pruning time: wall time on the CPU. On a CUDA device, two CUDA events are recorded around the
+prune (no synchronisation) and read once complete, at the next pruning call of the process
+(``torch.cuda.Event.query``), so a video's duration appears one pruned video late.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+
+from prometheus_client import REGISTRY
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
+
+__all__ = [
+    "DIR_ENV",
+    "NOT_PRUNED",
+    "in_dummy_run",
+    "metrics_dir",
+    "record_pruning_error",
+    "record_video",
+    "setup",
+    "time_pruning",
+]
+
+DIR_ENV = "MMGVID_METRICS_DIR"
+NOT_PRUNED = "none"  # method label of a video kept whole
+
+_INF = math.inf
+# name -> (type, help, buckets); counters are named without "_total", as prometheus_client stores them.
+SPECS = {
+    "mmgvid_video_original_tokens": ("counter", "Video tokens before MMG-Vid pruning.", None),
+    "mmgvid_video_kept_tokens": ("counter", "Video tokens kept by MMG-Vid pruning (in the prompt).", None),
+    "mmgvid_kv_cache_tokens_avoided": (
+        "counter",
+        "Video tokens pruned before scheduling, so never given KV cache (original - kept).",
+        None,
+    ),
+    "mmgvid_pruning_errors": ("counter", "Video prunes that failed and fell back to uniform selection.", None),
+    "mmgvid_retention_target_ratio": ("gauge", "Configured share of video tokens kept (MMGVID_RETENTION).", None),
+    "mmgvid_video_retention_ratio": (
+        "histogram",
+        "Share of a video's tokens kept (1.0 when pruning is off).",
+        (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99, 1.0, _INF),
+    ),
+    "mmgvid_video_segments": (
+        "histogram",
+        "Segments MMG-Vid split a video into (1 when not segmented).",
+        (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, _INF),
+    ),
+    "mmgvid_pruning_duration_seconds": (
+        "histogram",
+        "Time to prune one video's tokens (device time on CUDA, wall time on CPU).",
+        (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, _INF),
+    ),
+}
+
+_created_dir: str | None = None
+_collected_dir: str | None = None
+
+
+def metrics_dir() -> str | None:
+    """Where this process writes: vLLM's multiprocess directory if set, else ours."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(DIR_ENV) or None
+
+
+def setup() -> None:
+    """Make sure this process's observations reach ``/metrics`` (idempotent; see module doc)."""
+    global _created_dir, _collected_dir
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # vLLM's /metrics merges that directory itself
+    path = os.environ.get(DIR_ENV)
+    if not path:
+        path = _created_dir = tempfile.mkdtemp(prefix="mmgvid-metrics-")
+        os.environ[DIR_ENV] = path
+        atexit.register(_remove_created_dir, os.getpid())
+    os.makedirs(path, exist_ok=True)
+    if _collected_dir != path:
+        MultiProcessCollector(REGISTRY, path=path)
+        _collected_dir = path
+
+
+def _remove_created_dir(pid: int) -> None:
+    if os.getpid() == pid and _created_dir:  # not in a forked child
+        shutil.rmtree(_created_dir, ignore_errors=True)
+
+
+class _Files:
+    """This process's multiprocess files, one per metric type; reopened after a fork."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._dir: str | None = None
+        self._files: dict[str, MmapedDict] = {}
+
+    def add(self, typ: str, metric: str, sample: str, labels: dict[str, str], amount: float, *, set_to=None) -> None:
+        path = metrics_dir()
+        if path is None:
+            return  # setup() never ran (plugin not loaded): nothing would export these
+        with self._lock:
+            if (self._pid, self._dir) != (os.getpid(), path):
+                self._files, self._pid, self._dir = {}, os.getpid(), path
+            if typ not in self._files:
+                prefix = "gauge_max" if typ == "gauge" else typ
+                self._files[typ] = MmapedDict(os.path.join(path, f"{prefix}_mmgvid-{self._pid}.db"))
+            file = self._files[typ]
+            key = mmap_key(metric, sample, list(labels), list(labels.values()), SPECS[metric][1])
+            value = set_to if set_to is not None else file.read_value(key)[0] + amount
+            file.write_value(key, value, 0.0)
+
+
+_files = _Files()
+
+
+def _inc(name: str, labels: dict[str, str], amount: float) -> None:
+    _files.add("counter", name, name + "_total", labels, amount)
+
+
+def _observe(name: str, labels: dict[str, str], value: float) -> None:
+    buckets = SPECS[name][2]
+    bucket = next(b for b in buckets if value <= b)
+    for b in buckets:  # every bucket exists from the first observation on, as in prometheus_client
+        _files.add("histogram", name, name + "_bucket", {**labels, "le": floatToGoString(b)}, float(b == bucket))
+    _files.add("histogram", name, name + "_sum", labels, value)
+
+
+# -- API server: the processor --------------------------------------------------------------
+def record_video(model_name: str, method: str, original_tokens: int, kept_tokens: int, target: float) -> None:
+    """One video of a request: ``method`` is ``NOT_PRUNED`` when kept whole; ``target`` is the
+    server's configured retention."""
+    if in_dummy_run():
+        return
+    labels = {"model_name": model_name, "method": method}
+    _inc("mmgvid_video_original_tokens", labels, original_tokens)
+    _inc("mmgvid_video_kept_tokens", labels, kept_tokens)
+    _inc("mmgvid_kv_cache_tokens_avoided", labels, original_tokens - kept_tokens)
+    _observe("mmgvid_video_retention_ratio", labels, kept_tokens / original_tokens)
+    _files.add("gauge", "mmgvid_retention_target_ratio", "mmgvid_retention_target_ratio",
+               {"model_name": model_name}, 0.0, set_to=float(target))
+
+
+def record_videos(info, mm_items, mm_inputs, pruning) -> None:
+    """The processor's hook, after ``apply``: one ``record_video`` per raw video of a request.
+
+    ``info``: the processing info (``get_num_video_tokens``, model config); ``mm_items``: the
+    request's parsed items; ``mm_inputs``: ``apply``'s result, whose video placeholders hold the
+    kept tokens + the newline; ``pruning``: the request's ``PruningConfig``. Embedding inputs,
+    which are not pruned, are skipped.
+    """
+    from vllm.multimodal.parse import VideoProcessorItems
+
+    from .config import server_config
+
+    videos = mm_items.get("video")
+    if not isinstance(videos, VideoProcessorItems) or in_dummy_run():
+        return
+    model_name = info.ctx.model_config.served_model_name
+    method = pruning.method if pruning.enabled else NOT_PRUNED
+    for i, placeholder in enumerate(mm_inputs["mm_placeholders"]["video"]):
+        size = videos.get_frame_size(i)
+        original = info.get_num_video_tokens(
+            image_width=size.width, image_height=size.height, num_frames=videos.get_num_frames(i)
+        ) - 1  # minus the trailing image_newline, which is never pruned
+        record_video(model_name, method, original, placeholder.length - 1, server_config().retention)
+
+
+# -- engine worker: the model ---------------------------------------------------------------
+_local = threading.local()  # .segments: set by the wrapped segment_frames during a prune
+_pending: deque = deque()  # (start event, end event, labels) of CUDA prunes not read yet
+
+
+def _count_segments() -> None:
+    """Wrap MMG-Vid's stage 1 so that ``time_pruning`` learns the segment count (a host-side
+    Python list, so no device sync)."""
+    from .pruning import mmgvid
+
+    stage1 = mmgvid.segment_frames
+    if getattr(stage1, "_mmgvid_counted", False):
+        return
+
+    def segment_frames(gram, tau):
+        segments = stage1(gram, tau)
+        _local.segments = len(segments)
+        return segments
+
+    segment_frames._mmgvid_counted = True
+    mmgvid.segment_frames = segment_frames
+
+
+def _drain_cuda_timings() -> None:
+    while _pending and _pending[0][1].query():  # stream order: the oldest completes first
+        start, end, labels = _pending.popleft()
+        _observe("mmgvid_pruning_duration_seconds", labels, start.elapsed_time(end) / 1000.0)
+
+
+@contextmanager
+def time_pruning(model_name: str, method: str, device=None):
+    """Time one video's pruning and record its segment count (the model's hook)."""
+    _count_segments()
+    _local.segments = 1
+    labels = {"model_name": model_name, "method": method}
+    record = not in_dummy_run()
+    if record:
+        _inc("mmgvid_pruning_errors", labels, 0)  # the series exists (at 0) before the first error
+    cuda = record and getattr(device, "type", device) == "cuda"
+    if cuda:
+        import torch
+
+        _drain_cuda_timings()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if cuda:
+            end.record()
+            _pending.append((start, end, labels))
+        elif record:
+            _observe("mmgvid_pruning_duration_seconds", labels, time.perf_counter() - t0)
+        if record:
+            _observe("mmgvid_video_segments", labels, _local.segments)
+
+
+def record_pruning_error(model_name: str, method: str) -> None:
+    if not in_dummy_run():
+        _inc("mmgvid_pruning_errors", {"model_name": model_name, "method": method}, 1)
+
+
+# Functions through which vLLM 0.26 and 0.32 build and run dummy videos (profiling, warm-up).
+_DUMMY_CALLERS = frozenset(
+    {"profile_run", "get_dummy_mm_inputs", "_get_dummy_mm_inputs", "get_decoder_dummy_data", "get_encoder_dummy_data"}
+)
+
+
+def in_dummy_run() -> bool:
+    """True while vLLM processes or encodes dummy inputs (never for a request)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name in _DUMMY_CALLERS:
+            return True
+        frame = frame.f_back
+    return False
