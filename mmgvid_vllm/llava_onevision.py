@@ -52,6 +52,7 @@ from vllm.multimodal.inputs import MultiModalFieldConfig, MultiModalKwargsItems
 from vllm.multimodal.parse import MultiModalDataItems, VideoProcessorItems
 from vllm.multimodal.processing import PromptReplacement, PromptUpdate
 
+from . import metrics
 from .config import METHOD_KEY, RETENTION_KEY, PruningConfig, resolve_request, server_config
 from .pruning import METHODS, num_kept, prune
 from .vllm_compat import HFProcessorHook
@@ -78,8 +79,10 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
 
     def apply(self, inputs, timing_ctx):
         # Validate before the request is hashed, cached or processed.
-        self.info.get_video_pruning(inputs.hf_processor_mm_kwargs)
-        return super().apply(inputs, timing_ctx)
+        pruning = self.info.get_video_pruning(inputs.hf_processor_mm_kwargs)
+        outputs = super().apply(inputs, timing_ctx)
+        metrics.record_videos(self.info, inputs.mm_data_items, outputs, pruning)
+        return outputs
 
     def _add_pruning_fields(self, outputs: BatchFeature, mm_kwargs: Mapping[str, object]) -> BatchFeature:
         """Add ``mmgvid_retention`` (V,) float64 and ``mmgvid_method`` (V,) int64
@@ -143,6 +146,7 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.mmgvid_config = server_config()  # for the server-wide MMG-Vid hyper-parameters
+        self.mmgvid_model_name = vllm_config.model_config.served_model_name  # metrics label
 
     def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
         pixels = super()._parse_and_validate_video_input(**kwargs)
@@ -161,10 +165,11 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         """One ``(num_kept(T, M, r) + 1, D)`` tensor per video (``(T * M + 1, D)`` when r == 1)."""
         embeddings = super()._process_video_pixels(inputs.pixels)  # (V, T*M+1, D) or V x (1, T_v*M+1, D)
         frames = [len(video) for video in inputs.pixels["pixel_values_videos"]]
-        return [
-            self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m)
-            for emb, t, r, m in zip(embeddings, frames, inputs.retention, inputs.method)
-        ]
+        pruned = []
+        for emb, t, r, m in zip(embeddings, frames, inputs.retention, inputs.method):
+            with metrics.time_pruning(self.mmgvid_model_name, m if r < 1.0 else metrics.NOT_PRUNED, emb.device):
+                pruned.append(self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m))
+        return pruned
 
     def _prune_video(self, embeddings: torch.Tensor, num_frames: int, retention: float, method: str) -> torch.Tensor:
         """``(T * M + 1, D)`` pooled frame tokens + newline -> ``(num_kept(T, M, r) + 1, D)``."""
@@ -176,5 +181,6 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
             keep = prune(tokens, retention, method, **self.mmgvid_config.prune_options(method))
         except ValueError as exc:  # e.g. non-finite features: keep the count, never fail the batch
             logger.warning("MMG-Vid: %s pruning failed (%s); using uniform selection", method, exc)
+            metrics.record_pruning_error(self.mmgvid_model_name, method)
             keep = prune(torch.zeros(tokens.shape[:2] + (1,), device=tokens.device), retention, "uniform")
         return torch.cat((frame_tokens[keep], newline))

@@ -18,7 +18,9 @@ def register() -> None:
     """Validate the environment and register the model (idempotent)."""
     from vllm import ModelRegistry
 
+    from . import metrics
     from .config import server_config
 
     server_config()
+    metrics.setup()
     ModelRegistry.register_model(ARCHITECTURE, MODEL_CLASS)
