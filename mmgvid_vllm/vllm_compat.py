@@ -19,7 +19,12 @@ Compared sources (``vllm/model_executor/models/llava_onevision.py``,
   .batched(..., keep_on_cpu=)``; the model's ``_parse_and_validate_video_input`` /
   ``_process_video_pixels``; ``ModelRegistry.register_model``; processor-cache hashes
   that include the request's flat ``mm_processor_kwargs`` (0.32 scopes them per
-  modality, but keeps flat keys); ValueError -> HTTP 400 in the OpenAI server.
+  modality, but keeps flat keys). A ``ValueError`` raised while the API server
+  processes a request is answered with HTTP 400 in both: 0.32 via
+  ``entrypoints/serve/exception_handling`` (``create_error_response`` maps ValueError,
+  TypeError, OverflowError to 400), 0.26 via ``app.exception_handler(ValueError)`` in
+  ``entrypoints/openai/api_server.py``. The processor runs in the API server process,
+  so such errors never reach the engine.
 * Differences that do not concern the plugin: the dummy-options type of
   ``get_dummy_mm_data`` (``BaseDummyOptions`` -> ``MultiModalDummyOptions``; the
   plugin reuses vLLM's builder), ``ProcessorInputs.tokenization_kwargs`` (0.26) vs

@@ -37,7 +37,9 @@ def test_bad_env_names_the_variable(name, value):
 def test_request_overrides():
     default = PruningConfig(0.25, "mmgvid", {"tau": 0.9})
     assert resolve_request({}, default) == default
-    assert resolve_request({"mmgvid_retention": 1, "do_resize": True}, default) == PruningConfig(1.0, "mmgvid", {"tau": 0.9})
+    assert resolve_request({"mmgvid_retention": 1, "do_resize": True}, default) == PruningConfig(
+        1.0, "mmgvid", {"tau": 0.9}
+    )
     assert resolve_request({"mmgvid_method": "uniform"}, default).method == "uniform"
     for bad in ({"mmgvid_retention": 0}, {"mmgvid_retention": "0.5"}, {"mmgvid_retention": None},
                 {"mmgvid_method": 3}, {"mmgvid_foo": 1}):

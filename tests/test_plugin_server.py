@@ -175,7 +175,7 @@ def test_bad_mm_kwargs_is_400(server, video32, unpruned32, mm_kwargs):
 
 
 BAD_VIDEOS = {
-    "corrupt bytes": "data:video/mp4;base64," + data_url(b"\x00\x00\x00\x18ftypmp42 not really a video" * 20).split(",", 1)[1],
+    "corrupt bytes": data_url(b"\x00\x00\x00\x18ftypmp42 not really a video" * 20),
     "0-byte video": "data:video/mp4;base64,",
     "truncated mp4": None,  # filled in below: the first half of a real file
 }

@@ -16,7 +16,14 @@ from mmgvid_vllm.vllm_compat import request_mm_kwargs_server_args
 from .server import CPU_DEFAULT_ARGS, VllmServer
 from .video import make_video_frames
 
-__all__ = ["expected_prompt_tokens", "jpeg_frames_url", "plugin_server_args", "post_chat", "stream_chat_usage", "video_body"]
+__all__ = [
+    "expected_prompt_tokens",
+    "jpeg_frames_url",
+    "plugin_server_args",
+    "post_chat",
+    "stream_chat_usage",
+    "video_body",
+]
 
 
 def plugin_server_args(*extra: str) -> list[str]:
@@ -42,8 +49,9 @@ def jpeg_frames_url(num_frames: int, width: int, height: int, seed: int = 0) -> 
 
 def video_body(url: str, mm_kwargs: dict | None = None, *, max_tokens: int = 1, **params) -> dict:
     """A greedy chat request with one video part (and optional ``mm_processor_kwargs``)."""
+    content = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "What happens?"}]
     body = {
-        "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "What happens?"}]}],
+        "messages": [{"role": "user", "content": content}],
         "max_tokens": max_tokens,
         "temperature": 0.0,
         **params,
