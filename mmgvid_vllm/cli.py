@@ -33,13 +33,14 @@ CPU_TINY_DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("--max-num-batched-tokens",), ("--max-num-batched-tokens", "8192")),
     (("--max-model-len",), ("--max-model-len", "8192")),
     (("--limit-mm-per-prompt",), ("--limit-mm-per-prompt", '{"video":1,"image":1}')),
-    (("--trust-request-mm-kwargs", "--no-trust-request-mm-kwargs"), ("--trust-request-mm-kwargs",)),
     # An explicit KV-cache size skips vLLM's CPU check that 92% of the NUMA
     # node's memory is free (--gpu-memory-utilization), which fails on busy
     # machines; 512 MiB holds ~1M tokens of the tiny model.
     (("--kv-cache-memory-bytes", "--gpu-memory-utilization"), ("--kv-cache-memory-bytes", "512M")),
     (("--host",), ("--host", "127.0.0.1")),
 )
+
+TRUST_REQUEST_MM_KWARGS_FLAGS = ("--trust-request-mm-kwargs", "--no-trust-request-mm-kwargs")
 
 ENV_HELP = """\
 environment (read by the mmgvid plugin inside vLLM):
@@ -65,7 +66,7 @@ and, unless --retention or MMGVID_RETENTION is given, retention %s.
 Every other option is passed to vLLM's OpenAI server unchanged; see
 `python -m %s --help`. MODEL must come before them.
 
-Per request (needs --trust-request-mm-kwargs): add
+Per request (`mmgvid serve` adds --trust-request-mm-kwargs where vLLM has it): add
   "mm_processor_kwargs": {"mmgvid_retention": 0.5}
 to the chat/completions body.
 
@@ -158,6 +159,11 @@ def build_serve_command(
                     defaults.extend(extra)
             if retention is None and not env.get("MMGVID_RETENTION"):
                 retention = DEFAULT_TINY_RETENTION
+
+    if not _user_gave(TRUST_REQUEST_MM_KWARGS_FLAGS, args):  # per-request mmgvid_retention
+        from .vllm_compat import request_mm_kwargs_server_args
+
+        defaults.extend(request_mm_kwargs_server_args())
 
     plugins = [p for p in env.get("VLLM_PLUGINS", "").split(",") if p]
     if PLUGIN_NAME not in plugins:

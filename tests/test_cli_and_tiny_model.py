@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mmgvid_vllm import cli
+from mmgvid_vllm.vllm_compat import request_mm_kwargs_server_args
 from mmgvid_vllm.tiny_model import (
     FRAME_TOKENS,
     IMAGE_TOKEN_ID,
@@ -79,10 +80,13 @@ def test_serve_tiny_on_cpu_defaults(tiny, monkeypatch):
 def test_serve_explicit_model_and_retention():
     argv, env = cli.build_serve_command("llava-onevision", ["--tensor-parallel-size", "2"], "0.3",
                                         environ={"VLLM_PLUGINS": "other"}, cuda=True)
-    assert argv[3:] == ["--model", cli.REAL_MODEL, "--tensor-parallel-size", "2"]
+    trust = request_mm_kwargs_server_args()  # per-request ratios, where this vLLM needs a flag
+    assert argv[3:] == ["--model", cli.REAL_MODEL, *trust, "--tensor-parallel-size", "2"]
     assert env["VLLM_PLUGINS"] == "other,mmgvid" and env["MMGVID_RETENTION"] == "0.3"
     argv, env = cli.build_serve_command("/m", [], environ={}, cuda=False)
-    assert argv[3:] == ["--model", "/m"] and "MMGVID_RETENTION" not in env
+    assert argv[3:] == ["--model", "/m", *trust] and "MMGVID_RETENTION" not in env
+    argv, _ = cli.build_serve_command("/m", ["--no-trust-request-mm-kwargs"], environ={}, cuda=False)
+    assert argv[3:] == ["--model", "/m", "--no-trust-request-mm-kwargs"]
 
 
 def test_serve_rejects_bad_retention(capsys):
