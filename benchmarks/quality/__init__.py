@@ -1,0 +1,1 @@
+"""Quality of video-token pruning on structured synthetic videos with ground truth (entry point: ``run``)."""
