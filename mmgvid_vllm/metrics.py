@@ -3,18 +3,17 @@
 Series (labels ``model_name`` = vLLM's served model name, as on ``vllm:*``, and
 ``method`` = the pruning method, ``none`` for a video kept whole):
 
-=====================================  =========  =====================================================
-``mmgvid_video_original_tokens_total``  counter    video tokens before pruning (``T * 196``; no newline)
-``mmgvid_video_kept_tokens_total``      counter    video tokens kept (= placeholders in the prompt - 1)
-``mmgvid_kv_cache_tokens_avoided_total`` counter   original - kept: prompt tokens never given KV cache
-``mmgvid_video_retention_ratio``        histogram  kept / original per video (pruning off: 1.0)
-``mmgvid_retention_target_ratio``       gauge      the server's configured retention (``MMGVID_RETENTION``)
-``mmgvid_video_segments``               histogram  segments MMG-Vid's stage 1 split a video into
-                                                   (1 for a video that is not segmented: pruning off,
-                                                   other methods)
-``mmgvid_pruning_duration_seconds``     histogram  time to prune one video, where it runs
-``mmgvid_pruning_errors_total``         counter    prunes that failed and fell back to uniform selection
-=====================================  =========  =====================================================
+- ``mmgvid_video_original_tokens_total`` (counter): video tokens before pruning (``T * 196``, no newline)
+- ``mmgvid_video_kept_tokens_total`` (counter): video tokens kept (placeholders in the prompt - 1)
+- ``mmgvid_kv_cache_tokens_avoided_total`` (counter): original - kept, prompt tokens never given KV cache
+- ``mmgvid_video_retention_ratio`` (histogram): kept / original per video (1.0 with pruning off)
+- ``mmgvid_retention_target_ratio`` (gauge): the server's configured retention (``MMGVID_RETENTION``)
+- ``mmgvid_video_segments`` (histogram): segments MMG-Vid's stage 1 split a video into (1 for a video
+  that is not segmented: pruning off, other methods); read from a wrapper around
+  ``pruning.mmgvid.segment_frames`` (host-side, no device sync)
+- ``mmgvid_pruning_duration_seconds`` (histogram): time to prune one video, where it runs
+- ``mmgvid_pruning_errors_total`` (counter): prunes that failed and fell back to uniform selection
+  (created at 0 with the first pruned video, so ``increase()`` sees the first error)
 
 Where the numbers are known: the API-server process (the multimodal processor) knows each
 request's original and kept counts, once per request (also when the processor cache answers);
