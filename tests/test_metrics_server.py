@@ -73,7 +73,8 @@ class Client:
 @pytest.fixture(scope="module", params=[1, 2], ids=["api-servers-1", "api-servers-2"])
 def client(request):
     args = [*CPU_DEFAULT_ARGS, "--api-server-count", str(request.param)]
-    env = {"VLLM_PLUGINS": "mmgvid", "MMGVID_RETENTION": str(RETENTION), "PROMETHEUS_MULTIPROC_DIR": None}
+    env = {"VLLM_PLUGINS": "mmgvid", "MMGVID_RETENTION": str(RETENTION)}
+    env.update(PROMETHEUS_MULTIPROC_DIR=None, MMGVID_METRICS_DIR=None)  # fresh directories
     with VllmServer(ensure_tiny_model(), extra_args=args, env=env) as server:
         client = Client(server)
         for num_frames, retention in REQUESTS:

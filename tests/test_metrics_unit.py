@@ -110,7 +110,7 @@ def test_setup_creates_and_collects_a_dir(monkeypatch):
     from prometheus_client import REGISTRY
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    monkeypatch.delenv(metrics.DIR_ENV, raising=False)
+    monkeypatch.setenv(metrics.DIR_ENV, "")  # unset for setup(), and restored (removed) afterwards
     monkeypatch.setattr(metrics, "_collected_dir", None)
     before = set(REGISTRY._collector_to_names)
     metrics.setup()
