@@ -65,6 +65,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+FRAME_TOKENS = 196  # pooled tokens per 384x384 frame (27x27 patches, 2x2 pooling)
+MAX_FRAMES_PER_VISION_PASS = 32
+
 
 class MMGVidProcessingInfo(LlavaOnevisionProcessingInfo):
     def get_video_pruning(self, hf_processor_mm_kwargs: Mapping[str, object]) -> PruningConfig:
@@ -147,6 +150,9 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.mmgvid_config = server_config()  # for the server-wide MMG-Vid hyper-parameters
         self.mmgvid_model_name = vllm_config.model_config.served_model_name  # metrics label
+        # Frames per vision-tower pass: one unpruned 32-frame video, or what the token budget admits.
+        budget_frames = vllm_config.scheduler_config.max_num_batched_tokens // FRAME_TOKENS
+        self.mmgvid_frame_chunk = max(1, min(MAX_FRAMES_PER_VISION_PASS, budget_frames))
 
     def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
         pixels = super()._parse_and_validate_video_input(**kwargs)
@@ -160,6 +166,18 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
             [1.0] * num_videos if retention is None else [float(r) for r in retention],
             ["mmgvid"] * num_videos if method is None else [METHODS[int(m)] for m in method],
         )
+
+    def _video_pixels_to_features(self, vision_tower, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(F, C, H, W)`` frames -> ``(F, M, D)`` pooled features, a few frames at a time.
+
+        vLLM budgets encoder work in placeholder tokens. Pruning shortens the placeholders, so
+        the scheduler can put many more videos into one encoder step than the startup memory
+        profile ran (seen on an H100: 64 concurrent requests at 0.25 batched ~10 videos and ran
+        out of memory in the vision tower). Frames are encoded independently, so running them
+        in chunks of ``mmgvid_frame_chunk`` gives the same features with a bounded peak.
+        """
+        encode = super()._video_pixels_to_features
+        return torch.cat([encode(vision_tower, chunk) for chunk in pixel_values.split(self.mmgvid_frame_chunk)])
 
     def _process_video_pixels(self, inputs: _PrunableVideos) -> list[torch.Tensor]:
         """One ``(num_kept(T, M, r) + 1, D)`` tensor per video (``(T * M + 1, D)`` when r == 1)."""
