@@ -64,6 +64,19 @@ step "torchvision CPU compatibility fix"
 step "mmgvid-vllm (editable, [test] extra)"
 pip_install -e "$ROOT[test]"
 
+# Prometheus + promtool (Debian) for the tests that check deploy/'s rules and dashboard
+# queries against a real Prometheus scraping the server. Root only (CI is root); skipped
+# with a note otherwise, and those tests then skip with the same line as their reason.
+step "prometheus (Debian package, for the deploy tests)"
+if command -v promtool >/dev/null 2>&1; then
+    echo "already installed"
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    echo "installed $(promtool --version 2>&1 | head -1)"
+else
+    echo "skipped (needs root): apt-get install -y --no-install-recommends prometheus"
+fi
+
 step "check imports"
 "$PY" - <<'EOF'
 import torch, torchvision, vllm
