@@ -2,6 +2,7 @@
 
     mmgvid serve [MODEL] [--retention R] [vLLM server options...]
     mmgvid make-tiny-model [--output DIR] [--force]
+    mmgvid eval TASK [--retention R ...] [--server URL] [--out FILE]   (see mmgvid_vllm/eval/)
 
 ``serve`` replaces itself (``os.execvpe``) with
 ``python -m vllm.entrypoints.openai.api_server --model MODEL ...`` and
@@ -234,9 +235,16 @@ def _make_tiny_model(argv: Sequence[str]) -> int:
     return 0
 
 
+def _eval(argv: Sequence[str]) -> int:
+    from .eval.cli import eval_main
+
+    return eval_main(argv)
+
+
 COMMANDS = {
     "serve": (_serve, "start vLLM's OpenAI server with MMG-Vid pruning (see `mmgvid serve --help`)"),
     "make-tiny-model": (_make_tiny_model, "build the tiny LLaVA-OneVision test checkpoint, print its path"),
+    "eval": (_eval, "video multiple-choice accuracy of a running server per retention (see `mmgvid eval --help`)"),
 }
 
 
@@ -253,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "  mmgvid make-tiny-model --output /tmp/tiny-llava\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help="serve | make-tiny-model")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help="serve | make-tiny-model | eval")
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv[:1])  # prints help / error and exits
         return 2
