@@ -148,3 +148,13 @@ def test_cli_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--retention" in out and "mmgvid_retention" in out and "linspace" in out
+
+
+def test_convert_cli(tmp_path):
+    from mmgvid_vllm.eval.convert import main as convert_main
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"videoID": "abc", "question": "Q?", "options": ["A. a", "B. b"], "answer": "B"}) + "\n")
+    assert convert_main(["videomme", str(rows), str(tmp_path / "t.jsonl"), "--video-root", "/d"]) == 0
+    (s,) = load_task(tmp_path / "t.jsonl")
+    assert (s.video, s.options, s.answer) == ("/d/abc.mp4", ["A. a", "B. b"], "B")
