@@ -185,18 +185,20 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         frames = [len(video) for video in inputs.pixels["pixel_values_videos"]]
         pruned = []
         for emb, t, r, m in zip(embeddings, frames, inputs.retention, inputs.method):
-            with metrics.time_pruning(self.mmgvid_model_name, m if r < 1.0 else metrics.NOT_PRUNED, emb.device):
-                pruned.append(self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m))
+            with metrics.time_pruning(self.mmgvid_model_name, m if r < 1.0 else metrics.NOT_PRUNED, emb.device) as seen:
+                pruned.append(self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m, seen.set_segments))
         return pruned
 
-    def _prune_video(self, embeddings: torch.Tensor, num_frames: int, retention: float, method: str) -> torch.Tensor:
+    def _prune_video(
+        self, embeddings: torch.Tensor, num_frames: int, retention: float, method: str, on_segments
+    ) -> torch.Tensor:
         """``(T * M + 1, D)`` pooled frame tokens + newline -> ``(num_kept(T, M, r) + 1, D)``."""
         if retention >= 1.0:
             return embeddings
         frame_tokens, newline = embeddings[:-1], embeddings[-1:]
         tokens = frame_tokens.reshape(num_frames, -1, frame_tokens.shape[-1])  # (T, M, D)
         try:
-            keep = prune(tokens, retention, method, **self.mmgvid_config.prune_options(method))
+            keep = prune(tokens, retention, method, on_segments=on_segments, **self.mmgvid_config.prune_options(method))
         except ValueError as exc:  # e.g. non-finite features: keep the count, never fail the batch
             logger.warning("MMG-Vid: %s pruning failed (%s); using uniform selection", method, exc)
             metrics.record_pruning_error(self.mmgvid_model_name, method)

@@ -9,8 +9,8 @@ Series (labels ``model_name`` = vLLM's served model name, as on ``vllm:*``, and
 - ``mmgvid_video_retention_ratio`` (histogram): kept / original per video (1.0 with pruning off)
 - ``mmgvid_retention_target_ratio`` (gauge): the server's configured retention (``MMGVID_RETENTION``)
 - ``mmgvid_video_segments`` (histogram): segments MMG-Vid's stage 1 split a video into (1 for a video
-  that is not segmented: pruning off, other methods); read from a wrapper around
-  ``pruning.mmgvid.segment_frames`` (host-side, no device sync)
+  that is not segmented: pruning off, other methods); reported by ``prune(on_segments=...)``
+  (host-side, no device sync)
 - ``mmgvid_pruning_duration_seconds`` (histogram): time to prune one video, where it runs
 - ``mmgvid_pruning_errors_total`` (counter): prunes that failed and fell back to uniform selection
   (created at 0 with the first pruned video, so ``increase()`` sees the first error)
@@ -216,26 +216,18 @@ def record_videos(info, mm_items, mm_inputs, pruning) -> None:
 
 
 # -- engine worker: the model ---------------------------------------------------------------
-_local = threading.local()  # .segments: set by the wrapped segment_frames during a prune
 _pending: deque = deque()  # (start event, end event, labels) of CUDA prunes not read yet
 
 
-def _count_segments() -> None:
-    """Wrap MMG-Vid's stage 1 so that ``time_pruning`` learns the segment count (a host-side
-    Python list, so no device sync)."""
-    from .pruning import mmgvid
+class PruneObservation:
+    """What one ``time_pruning`` block learns besides its time: the segment count
+    (1 unless the pruning reports more through ``set_segments``)."""
 
-    stage1 = mmgvid.segment_frames
-    if getattr(stage1, "_mmgvid_counted", False):
-        return
+    def __init__(self) -> None:
+        self.segments = 1
 
-    def segment_frames(gram, tau):
-        segments = stage1(gram, tau)
-        _local.segments = len(segments)
-        return segments
-
-    segment_frames._mmgvid_counted = True
-    mmgvid.segment_frames = segment_frames
+    def set_segments(self, count: int) -> None:
+        self.segments = count
 
 
 def _drain_cuda_timings() -> None:
@@ -246,9 +238,11 @@ def _drain_cuda_timings() -> None:
 
 @contextmanager
 def time_pruning(model_name: str, method: str, device=None):
-    """Time one video's pruning and record its segment count (the model's hook)."""
-    _count_segments()
-    _local.segments = 1
+    """Time one video's pruning and record its segment count (the model's hook).
+
+    Yields a ``PruneObservation``; pass its ``set_segments`` as ``prune(..., on_segments=)``.
+    """
+    observation = PruneObservation()
     labels = {"model_name": model_name, "method": method}
     record = not in_dummy_run()
     if record:
@@ -262,7 +256,7 @@ def time_pruning(model_name: str, method: str, device=None):
         start.record()
     t0 = time.perf_counter()
     try:
-        yield
+        yield observation
     finally:
         if cuda:
             end.record()
@@ -270,7 +264,7 @@ def time_pruning(model_name: str, method: str, device=None):
         elif record:
             _observe("mmgvid_pruning_duration_seconds", labels, time.perf_counter() - t0)
         if record:
-            _observe("mmgvid_video_segments", labels, _local.segments)
+            _observe("mmgvid_video_segments", labels, observation.segments)
 
 
 def record_pruning_error(model_name: str, method: str) -> None:

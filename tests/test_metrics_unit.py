@@ -57,8 +57,8 @@ def test_time_pruning_records_time_and_segments(metrics_dir):
 
     tokens = torch.randn(8, 16, 4)
     tokens[4:] += 10  # two scenes
-    with metrics.time_pruning("m", "mmgvid", tokens.device):
-        prune(tokens, 0.25, "mmgvid")
+    with metrics.time_pruning("m", "mmgvid", tokens.device) as seen:
+        prune(tokens, 0.25, "mmgvid", on_segments=seen.set_segments)
     with metrics.time_pruning("m", "none", tokens.device):
         pass
     s = scrape(metrics_dir)

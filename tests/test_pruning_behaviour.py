@@ -37,6 +37,9 @@ def test_three_distinct_scenes_give_three_segments_each_above_r_min():
     for seg in (range(0, 8), range(8, 14), range(14, 24)):
         assert int(kept[seg.start : seg.stop].sum()) >= r_min * len(seg) * M
     assert int(kept.sum()) == num_kept(24, M, retention)
+    reported = []
+    prune(video, retention, on_segments=reported.append)
+    assert reported == [3]
 
 
 def test_single_frame_segments_merge_into_the_more_similar_neighbour():

@@ -12,6 +12,8 @@ gathering ``tokens.reshape(T * M, D)[indices]`` keeps the temporal order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .baselines import random_keep_mask, uniform_keep_mask
@@ -41,7 +43,14 @@ def check_tokens(tokens: object) -> torch.Tensor:
     return tokens
 
 
-def prune(tokens: torch.Tensor, retention: float, method: str = "mmgvid", **options) -> torch.Tensor:
+def prune(
+    tokens: torch.Tensor,
+    retention: float,
+    method: str = "mmgvid",
+    *,
+    on_segments: Callable[[int], None] | None = None,
+    **options,
+) -> torch.Tensor:
     """Indices of the tokens to keep.
 
     Args:
@@ -49,6 +58,8 @@ def prune(tokens: torch.Tensor, retention: float, method: str = "mmgvid", **opti
             Distances are computed in fp32, or in fp64 for fp64 input.
         retention: share of tokens to keep, in (0, 1].
         method: one of ``METHODS``.
+        on_segments: called with the number of segments MMG-Vid's stage 1 found (a host
+            int, no device sync), e.g. for metrics; other methods do not segment.
         **options: ``mmgvid``: ``tau``, ``lam``, ``r_min``, ``knn`` (see ``MMGVidOptions``);
             ``random``: ``seed``. Other methods take none.
 
@@ -70,7 +81,7 @@ def prune(tokens: torch.Tensor, retention: float, method: str = "mmgvid", **opti
     work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
 
     if method == "mmgvid":
-        mask = mmgvid_keep_mask(work, keep, retention, MMGVidOptions(**options))
+        mask = mmgvid_keep_mask(work, keep, retention, MMGVidOptions(**options), on_segments)
     else:
         if not bool(torch.isfinite(work).all()):
             raise ValueError("tokens must be finite (found inf or NaN)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,13 @@ class MMGVidOptions:
         return retention / 2 if self.r_min is None else min(self.r_min, retention)
 
 
-def mmgvid_keep_mask(tokens: torch.Tensor, keep: int, retention: float, options: MMGVidOptions) -> torch.Tensor:
+def mmgvid_keep_mask(
+    tokens: torch.Tensor,
+    keep: int,
+    retention: float,
+    options: MMGVidOptions,
+    on_segments: Callable[[int], None] | None = None,
+) -> torch.Tensor:
     """``(T, M, D)`` tokens -> ``(T, M)`` bool mask with exactly ``keep`` True.
 
     The only device-to-host transfer is the ``(T, T)`` Gram matrix of the frame means
@@ -58,6 +65,8 @@ def mmgvid_keep_mask(tokens: torch.Tensor, keep: int, retention: float, options:
     if not all(math.isfinite(v) for v in gram.diagonal()):
         raise ValueError("tokens must be finite (found inf or NaN)")
     segments = segment_frames(gram, options.tau)
+    if on_segments is not None:
+        on_segments(len(segments))
     zscores = selection_zscores(gram, segments, options.lam)
     budgets = frame_budgets(segments, zscores, per_frame, keep, options.floor_ratio(retention))
     return select_tokens(tokens, segments, budgets, options.knn)
