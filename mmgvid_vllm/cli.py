@@ -120,20 +120,20 @@ def _pop_model_flag(args: list[str]) -> str | None:
     return None
 
 
-def _check_retention(value: str) -> str:
+def retention_arg(value: str) -> float:
+    """argparse type for a retention ratio in (0, 1] (also used by ``mmgvid eval``)."""
+    from .pruning import check_retention
+
     try:
-        r = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not 0.0 < r <= 1.0:
-        raise argparse.ArgumentTypeError(f"retention must be in (0, 1], got {value}")
-    return value
+        return check_retention(float(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"retention must be a number in (0, 1], got {value!r} ({exc})") from None
 
 
 def build_serve_command(
     model: str | None,
     vllm_args: Sequence[str],
-    retention: str | None = None,
+    retention: float | str | None = None,
     *,
     environ: dict[str, str] | None = None,
     cuda: bool | None = None,
@@ -192,7 +192,7 @@ def _serve(argv: Sequence[str]) -> int:
     )
     parser.add_argument(
         "--retention",
-        type=_check_retention,
+        type=retention_arg,
         metavar="R",
         help="share of video tokens to keep, in (0, 1] (sets MMGVID_RETENTION; 1.0 = off)",
     )

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..cli import retention_arg
+
 __all__ = ["eval_main"]
 
 EPILOG = """\
@@ -38,16 +40,6 @@ examples:
 """
 
 
-def _retention(value: str) -> float:
-    try:
-        r = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not 0.0 < r <= 1.0:
-        raise argparse.ArgumentTypeError(f"retention must be in (0, 1], got {value}")
-    return r
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mmgvid eval",
@@ -60,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default=os.environ.get("MMGVID_EVAL_SERVER", "http://127.0.0.1:8000"),
                    help="server URL, with or without /v1 (default: %(default)s)")
     p.add_argument("--model", help="model name in requests (default: the server's first model)")
-    p.add_argument("--retention", type=_retention, nargs="+", default=[1.0], metavar="R",
+    p.add_argument("--retention", type=retention_arg, nargs="+", default=[1.0], metavar="R",
                    help="retention(s) to evaluate, each a full run (default: 1.0)")
     p.add_argument("--num-frames", type=int, default=32, help="frames sampled per video (default: 32)")
     p.add_argument("--max-tokens", type=int, default=8, help="max generated tokens (default: 8)")
