@@ -13,19 +13,18 @@ and each seed is a distinct video (the load generator gives every request its ow
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VideoSpec", "Corpus", "default_cache_dir", "synth_frames", "encode_video"]
+from mmgvid_vllm.media import data_url, encode_video
+
+__all__ = ["VideoSpec", "Corpus", "default_cache_dir", "synth_frames", "encode_spec"]
 
 
 def default_cache_dir() -> Path:
@@ -93,29 +92,15 @@ def synth_frames(spec: VideoSpec, seed: int) -> np.ndarray:
     return out
 
 
-def encode_video(spec: VideoSpec, seed: int) -> bytes:
-    """The mp4 file bytes of ``synth_frames(spec, seed)`` (yuv420p, single-threaded encoder)."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream(spec.codec, rate=spec.fps)
-        stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
-        stream.time_base = Fraction(1, spec.fps)
-        stream.bit_rate = spec.bitrate
-        stream.codec_context.thread_count = 1
-        for i, rgb in enumerate(synth_frames(spec, seed)):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, spec.fps)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return buf.getvalue()
+def encode_spec(spec: VideoSpec, seed: int) -> bytes:
+    """The mp4 file bytes of ``synth_frames(spec, seed)``."""
+    return encode_video(synth_frames(spec, seed), spec.fps, codec=spec.codec, bit_rate=spec.bitrate)
 
 
 def _build_one(job: tuple[VideoSpec, int, str]) -> None:
     spec, seed, path = job
     tmp = Path(path + f".{os.getpid()}.tmp")
-    tmp.write_bytes(encode_video(spec, seed))
+    tmp.write_bytes(encode_spec(spec, seed))
     tmp.replace(path)  # atomic: concurrent builders never see half a file
 
 
@@ -155,4 +140,4 @@ class Corpus:
         path = self.path(seed)
         if not path.exists():
             _build_one((self.spec, seed, str(path)))
-        return "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        return data_url(path.read_bytes())

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .prompt import build_prompt, parse_answer
 from .tasks import Sample
-from .video import DEFAULT_NUM_FRAMES, data_url, sample_video
+from ..media import data_url
+from .video import DEFAULT_NUM_FRAMES, sample_video
 
 __all__ = ["EvalConfig", "run_eval", "summarize", "markdown_table"]
 

@@ -10,14 +10,13 @@ frames, through its video path (and thus MMG-Vid pruning).
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["sample_indices", "SampledVideo", "sample_video", "encode_frames", "data_url", "count_frames"]
+from ..media import encode_video
+
+__all__ = ["sample_indices", "SampledVideo", "sample_video", "count_frames"]
 
 DEFAULT_NUM_FRAMES = 32
 
@@ -80,31 +79,6 @@ def _decode_at(path: str, indices: np.ndarray, max_side: int | None) -> tuple[li
     return frames, seen
 
 
-def encode_frames(frames: list[np.ndarray], fps: int = 8, bit_rate: int = 8_000_000) -> bytes:
-    """Encode RGB frames (cropped to even size) as an mp4 (MPEG-4 part 2, readable by every FFmpeg/OpenCV)."""
-    import av
-
-    h, w = frames[0].shape[:2]
-    h, w = h - h % 2, w - w % 2
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = w, h
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        stream.bit_rate = bit_rate
-        stream.codec_context.thread_count = 1
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
-
-
 def sample_video(path: str, num_frames: int = DEFAULT_NUM_FRAMES, max_side: int | None = None) -> SampledVideo:
     """Sample ``num_frames`` frames of ``path`` uniformly (reference indices) and re-encode them as mp4."""
     total = count_frames(path)
@@ -120,8 +94,4 @@ def sample_video(path: str, num_frames: int = DEFAULT_NUM_FRAMES, max_side: int 
         if len(frames) != num_frames:
             raise RuntimeError(f"{path}: decoded {len(frames)} of {num_frames} sampled frames")
     h, w = frames[0].shape[:2]
-    return SampledVideo(encode_frames(frames), total, idx.tolist(), w - w % 2, h - h % 2)
-
-
-def data_url(mp4: bytes) -> str:
-    return "data:video/mp4;base64," + base64.b64encode(mp4).decode("ascii")
+    return SampledVideo(encode_video(frames, bit_rate=8_000_000), total, idx.tolist(), w - w % 2, h - h % 2)

@@ -14,11 +14,9 @@ the same bytes (with the default ``mpeg4`` codec).
 
 from __future__ import annotations
 
-import base64
-import io
-from fractions import Fraction
-
 import numpy as np
+
+from mmgvid_vllm.media import data_url, encode_video
 
 __all__ = ["make_video_frames", "make_video_bytes", "data_url", "video_chat_message"]
 
@@ -72,37 +70,12 @@ def make_video_bytes(
     32-frame video lasts 4 s, so vLLM's default sampling (32 frames) keeps
     every frame.
     """
-    import av  # test extra: av>=12
-
     if width % 2 or height % 2:
         raise ValueError("width and height must be even for yuv420p")
+    options = {"crf": "18", "preset": "veryfast"} if codec in ("libx264", "h264") else None
+    bit_rate = 4_000_000 if codec == "mpeg4" else None
     frames = make_video_frames(num_frames, width, height, seed)
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        if codec == "mpeg4":
-            stream.bit_rate = 4_000_000
-        elif codec in ("libx264", "h264"):
-            stream.options = {"crf": "18", "preset": "veryfast"}
-        stream.codec_context.thread_count = 1  # single-threaded: byte-identical output
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
-
-
-def data_url(video_bytes: bytes, mime: str = "video/mp4") -> str:
-    """``data:<mime>;base64,<...>`` URL for an OpenAI ``video_url`` content part."""
-    return f"data:{mime};base64," + base64.b64encode(video_bytes).decode("ascii")
+    return encode_video(frames, fps, codec=codec, fmt=fmt, bit_rate=bit_rate, options=options)
 
 
 def video_chat_message(url: str, text: str = "What happens in this video?") -> dict:
