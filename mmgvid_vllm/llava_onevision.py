@@ -26,6 +26,12 @@ Choices:
   embeddings are vanilla vLLM's.
 * Request values are validated in ``apply``, before hashing and processing, so a bad
   value is a ``ValueError`` in the API server (HTTP 400), never an engine error.
+* API-server cost: the override adds about 1 ms per request (validation, two small fields,
+  the shortened placeholder list, metrics) to vanilla vLLM's ~100 ms of video decoding and
+  HF preprocessing per 32-frame 384 px video on one CPU thread. The HF processor is vLLM's
+  cached instance: the ``mmgvid_*`` keys are stripped before vLLM looks it up or calls it,
+  so no per-request processor is built. Measured by ``benchmarks/api_latency.py``
+  (``benchmarks/results/api_latency_cpu.md``).
 * Images and video embeddings passed in by the user are not pruned.
 * A ``prune`` failure in the engine (non-finite features) falls back to uniform
   selection of the same count instead of failing the batch.
