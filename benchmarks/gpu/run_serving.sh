@@ -3,7 +3,8 @@
 # installs the staged vLLM 0.26 and this package, times the pruning on the GPU, serves a
 # LLaVA-OneVision-7B-shaped model with dummy weights and the mmgvid plugin, and measures
 # TTFT / prefill, baseline vs pruned, in one run. The server is started in its own session
-# and left running for later calls in the same lease (benchmarks/gpu/run_load.sh).
+# and left running for later calls in the same lease (benchmarks/gpu/run_load.sh, run_capacity.sh).
+# Env: API_SERVERS (1), REPEATS (10), SKIP_PRUNE_SPEED (unset: time the pruning first).
 # Results land in $OUT.
 #
 # Carry: .gpu-stage/install.sh and .gpu-model/llava-ov-7b (benchmarks/gpu/make_7b_config.py).
@@ -18,17 +19,33 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
   --methods mmgvid evs uniform --content shots static random --repeats 20 --warmup 3 \
   --out "$OUT/prune_speed_gpu.json" 2>&1 | grep -v "shape\]"
 
+# API_SERVERS (default 1): API-server processes (vLLM --api-server-count). Each decodes and
+# preprocesses videos on the CPU (~190 ms per 32-frame video, ~5 req/s per process).
+# `python -m vllm.entrypoints.openai.api_server` (what `mmgvid serve` runs) ignores
+# --api-server-count and always serves from one process; vLLM's own CLI `serve` starts the extra
+# processes, so with API_SERVERS > 1 the server is started through it with the plugin selected the
+# way `mmgvid serve` does (VLLM_PLUGINS=mmgvid plus the same request-kwargs flag, none on 0.26).
+API_SERVERS=${API_SERVERS:-1}
+if [ "$API_SERVERS" -gt 1 ]; then
+  launch=(env VLLM_PLUGINS=mmgvid python3 -m vllm.entrypoints.cli.main serve)
+  extra=(--api-server-count "$API_SERVERS" $(python3 -c "from mmgvid_vllm.vllm_compat import request_mm_kwargs_server_args as f; print(*f())"))
+else
+  launch=(python3 -m mmgvid_vllm.cli serve)
+  extra=()
+fi
+# VLLM_SERVER_DEV_MODE=1 adds vLLM's /pause and /resume, with which max_concurrency.py
+# (run_capacity.sh) queues all its requests before the engine schedules any; serving is unchanged.
 # An absolute path: transformers reads a relative one that starts with "." as a hub id.
-setsid python3 -m mmgvid_vllm.cli serve "$PWD/.gpu-model/llava-ov-7b" --load-format dummy --served-model-name llava-ov-7b \
+VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-1} setsid "${launch[@]}" "$PWD/.gpu-model/llava-ov-7b" --load-format dummy --served-model-name llava-ov-7b \
   --max-model-len 16384 --max-num-batched-tokens 16384 --no-enable-prefix-caching --mm-processor-cache-gb 0 \
-  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 > /tmp/server.log 2>&1 < /dev/null &
+  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 "${extra[@]}" > /tmp/server.log 2>&1 < /dev/null &
 SERVER=$!
 for i in $(seq 1 240); do
   curl -sf localhost:8000/health >/dev/null && break
   kill -0 $SERVER 2>/dev/null || { tail -60 /tmp/server.log; exit 1; }
   sleep 2
 done
-echo "server up after $((i * 2)) s"
+echo "server up after $((i * 2)) s ($API_SERVERS API server process(es))"
 grep -E "KV cache size|Maximum concurrency|mmgvid" /tmp/server.log | tail -5 | tee "$OUT/kv_capacity.txt"
 python3 benchmarks/gpu/ttft.py --url http://127.0.0.1:8000 --retentions 1.0 0.25 0.15 0.10 \
   --repeats "${REPEATS:-10}" --warmup 4 --out "$OUT/ttft_gpu.json" 2>&1 | grep -v "it/s\]"

@@ -1,4 +1,4 @@
-"""Single-request TTFT and LLM prefill time, unpruned vs pruned, against one running server.
+"""Single-request TTFT, prefill and LLM-only prefill, unpruned vs pruned, against one running server.
 
 The server runs with the mmgvid plugin; each request sets its own retention through
 `mm_processor_kwargs` (1.0 = pruning off, exactly vanilla vLLM), so baseline and pruned
@@ -6,9 +6,18 @@ requests share one server, one warm-up and one run. Requests go one at a time, c
 interleaved round-robin (drift hits all alike), every request with a distinct video (no
 cache hits; start the server with prefix caching and the multimodal cache off).
 
-Per request: TTFT = request sent -> first streamed token; prefill = the change of vLLM's
+Per video request: TTFT = request sent -> first streamed token; prefill = the change of vLLM's
 `vllm:request_prefill_time_seconds_sum` across the request (scraped from /metrics before and
-after; requests are sequential). Medians are reported.
+after; requests are sequential), i.e. scheduled -> first token: vision tower + pruning + LLM
+prefill.
+
+LLM prefill (the language model alone): after the video requests, text-only requests through
+/v1/completions whose prompt is a list of token ids of exactly the median video prompt length
+of each configuration (random ordinary-text tokens from the server's own tokenizer, different
+per request; checked against `usage.prompt_tokens`), max_tokens 1, the same warm-up and
+repeats, interleaved the same way; their `vllm:request_prefill_time_seconds` is the LLM's
+prefill at that prompt length. vision+pruning = prefill - LLM prefill (difference of medians).
+Medians are reported; speedups are relative to the first retention.
 
     python benchmarks/gpu/ttft.py --url http://127.0.0.1:8000 --retentions 1.0 0.25 0.15 0.10 --repeats 10
 """
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import statistics
 import sys
@@ -29,15 +39,55 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.helpers.video import data_url, make_video_bytes  # noqa: E402
 
-PREFILL_SUM = re.compile(r"^vllm:request_prefill_time_seconds_sum\{[^}]*\}\s+(\S+)", re.M)
+PREFILL_SUM = re.compile(r"^vllm:request_prefill_time_seconds_sum(?:\{[^}]*\})?\s+(\S+)", re.M)
+PREFILL_COUNT = re.compile(r"^vllm:request_prefill_time_seconds_count(?:\{[^}]*\})?\s+(\S+)", re.M)
+# Ordinary text for the token pool of the LLM-only requests (tokenised by the server itself).
+POOL_TEXT = " ".join(__doc__.split()) + (
+    " The quick brown fox jumps over the lazy dog while a camera pans slowly across a crowded street,"
+    " people walk past shops, a red car stops at the light, birds fly over the river and the sun sets.")
 
 
-def prefill_seconds_total(url: str) -> float:
-    return sum(float(v) for v in PREFILL_SUM.findall(requests.get(f"{url}/metrics", timeout=30).text))
+def prefill_totals(url: str) -> tuple[float, float]:
+    """(sum of seconds, count) of vllm:request_prefill_time_seconds over all label sets."""
+    text = requests.get(f"{url}/metrics", headers={"Connection": "close"}, timeout=30).text
+    return (sum(float(v) for v in PREFILL_SUM.findall(text)),
+            sum(float(v) for v in PREFILL_COUNT.findall(text)))
 
 
-def one_request(url: str, model: str, video: str, retention: float, max_tokens: int) -> dict:
-    """Stream one chat completion; returns ttft_s, prefill_s, prompt_tokens."""
+def timed_stream(url: str, path: str, body: dict) -> dict:
+    """POST a streaming request; returns ttft_s, prefill_s, prompt_tokens.
+
+    prefill_s is the change of the prefill histogram's sum; /metrics is polled (up to 5 s) until
+    its count has grown by one, so the finished request's stats are in."""
+    before_sum, before_count = prefill_totals(url)
+    start = time.perf_counter()
+    ttft, usage = None, None
+    with requests.post(f"{url}{path}", json=body, stream=True, timeout=600) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:1000]}")
+        for line in response.iter_lines():
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if ttft is None and chunk.get("choices"):
+                choice = chunk["choices"][0]
+                if (choice.get("delta") or {}).get("content") is not None or choice.get("text") is not None:
+                    ttft = time.perf_counter() - start
+            usage = chunk.get("usage") or usage
+    deadline = time.monotonic() + 5.0
+    while True:
+        after_sum, after_count = prefill_totals(url)
+        if after_count >= before_count + 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if usage is None:
+        raise RuntimeError(f"{path}: no usage in the stream (stream_options.include_usage unsupported?)")
+    return {"ttft_s": ttft, "prefill_s": after_sum - before_sum, "prompt_tokens": usage["prompt_tokens"],
+            "stats_seen": after_count >= before_count + 1}
+
+
+def video_request(url: str, model: str, video: str, retention: float, max_tokens: int) -> dict:
+    """Stream one chat completion with one video at the given retention."""
     body = {
         "model": model, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
         "stream_options": {"include_usage": True},
@@ -46,32 +96,43 @@ def one_request(url: str, model: str, video: str, retention: float, max_tokens: 
             {"type": "text", "text": "Describe the video."}]}],
         "mm_processor_kwargs": {"mmgvid_retention": retention},
     }
-    before = prefill_seconds_total(url)
-    start = time.perf_counter()
-    ttft, usage = None, None
-    with requests.post(f"{url}/v1/chat/completions", json=body, stream=True, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if ttft is None and chunk.get("choices") and chunk["choices"][0]["delta"].get("content") is not None:
-                ttft = time.perf_counter() - start
-            usage = chunk.get("usage") or usage
-    time.sleep(0.05)  # let the engine publish the finished request's stats
-    return {"ttft_s": ttft, "prefill_s": prefill_seconds_total(url) - before, "prompt_tokens": usage["prompt_tokens"]}
+    return timed_stream(url, "/v1/chat/completions", body)
+
+
+def token_pool(url: str, model: str) -> list[int]:
+    """Token ids of ordinary text, from the server's tokenizer (no special tokens)."""
+    r = requests.post(f"{url}/tokenize", json={"model": model, "prompt": POOL_TEXT, "add_special_tokens": False},
+                      timeout=60)
+    r.raise_for_status()
+    pool = sorted(set(r.json()["tokens"]))
+    if len(pool) < 16:
+        raise RuntimeError(f"token pool too small ({len(pool)} ids)")
+    return pool
+
+
+def text_request(url: str, model: str, pool: list[int], num_tokens: int, seed: int) -> dict:
+    """Stream one completion whose prompt is exactly num_tokens token ids (random, seeded)."""
+    ids = random.Random(seed).choices(pool, k=num_tokens)
+    body = {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    result = timed_stream(url, "/v1/completions", body)
+    if result["prompt_tokens"] != num_tokens:
+        raise RuntimeError(f"text prompt has {result['prompt_tokens']} tokens, wanted {num_tokens}")
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--model", default=None, help="served model name (default: the server's first)")
-    parser.add_argument("--retentions", type=float, nargs="+", default=[1.0, 0.25, 0.15, 0.10])
+    parser.add_argument("--retentions", type=float, nargs="+", default=[1.0, 0.25, 0.15, 0.10],
+                        help="one configuration each; the first is the baseline of the speedups")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--size", type=int, default=384, help="video width and height in pixels")
-    parser.add_argument("--repeats", type=int, default=10, help="timed requests per configuration")
-    parser.add_argument("--warmup", type=int, default=4, help="untimed requests per configuration")
-    parser.add_argument("--max-tokens", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=10, help="timed requests per configuration (video and text each)")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed requests per configuration (video and text each)")
+    parser.add_argument("--max-tokens", type=int, default=1, help="output tokens of the video requests")
+    parser.add_argument("--no-llm-prefill", action="store_true", help="skip the text-only LLM prefill requests")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ttft.json"))
     args = parser.parse_args()
     model = args.model or requests.get(f"{args.url}/v1/models", timeout=30).json()["data"][0]["id"]
@@ -80,26 +141,60 @@ def main() -> None:
     videos = [data_url(make_video_bytes(args.frames, args.size, args.size, seed=seed))
               for seed in tqdm(range(rounds * len(args.retentions)), desc="encoding videos")]
     samples: dict[float, list[dict]] = {r: [] for r in args.retentions}
-    with tqdm(total=len(videos), desc="requests") as bar:
+    with tqdm(total=len(videos), desc="video requests") as bar:
         for i in range(rounds):
             for j, retention in enumerate(args.retentions):
-                result = one_request(args.url, model, videos[i * len(args.retentions) + j], retention, args.max_tokens)
+                result = video_request(args.url, model, videos[i * len(args.retentions) + j], retention, args.max_tokens)
                 if i >= args.warmup:
                     samples[retention].append(result)
                 bar.update()
 
-    base = args.retentions[0]
-    summary = {}
+    summary: dict[float, dict] = {}
     for retention, rows in samples.items():
         summary[retention] = {key: statistics.median(row[key] for row in rows) for key in ("ttft_s", "prefill_s", "prompt_tokens")}
-    print(f"| retention | prompt tokens | TTFT ms (median) | prefill ms (median) | TTFT speedup | prefill speedup |")
-    print("|---|---|---|---|---|---|")
+
+    llm_samples: dict[float, list[dict]] = {r: [] for r in args.retentions}
+    if not args.no_llm_prefill:
+        pool = token_pool(args.url, model)
+        lengths = {r: int(statistics.median_low(row["prompt_tokens"] for row in samples[r])) for r in args.retentions}
+        with tqdm(total=rounds * len(args.retentions), desc="LLM-only requests") as bar:
+            for i in range(rounds):
+                for j, retention in enumerate(args.retentions):
+                    result = text_request(args.url, model, pool, lengths[retention], seed=i * len(args.retentions) + j)
+                    if i >= args.warmup:
+                        llm_samples[retention].append(result)
+                    bar.update()
+        for retention, rows in llm_samples.items():
+            s = summary[retention]
+            s["llm_prompt_tokens"] = lengths[retention]
+            s["llm_ttft_s"] = statistics.median(row["ttft_s"] for row in rows)
+            s["llm_prefill_s"] = statistics.median(row["prefill_s"] for row in rows)
+            s["vision_pruning_s"] = s["prefill_s"] - s["llm_prefill_s"]
+
+    base = summary[args.retentions[0]]
+    for s in summary.values():
+        s["ttft_speedup"] = base["ttft_s"] / s["ttft_s"]
+        s["prefill_speedup"] = base["prefill_s"] / s["prefill_s"]
+        if "llm_prefill_s" in s:
+            s["llm_prefill_ms"] = s["llm_prefill_s"] * 1e3
+            s["llm_prefill_speedup"] = base["llm_prefill_s"] / s["llm_prefill_s"]
+            s["vision_pruning_ms"] = s["vision_pruning_s"] * 1e3
+
+    llm = not args.no_llm_prefill
+    print("| retention | prompt tokens | TTFT ms (median) | prefill ms (median) | TTFT speedup | prefill speedup |"
+          + (" LLM prefill ms | LLM prefill speedup | vision+pruning ms |" if llm else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|---|" if llm else ""))
     for retention, s in summary.items():
         print(f"| {retention} | {s['prompt_tokens']:.0f} | {s['ttft_s'] * 1e3:.1f} | {s['prefill_s'] * 1e3:.1f} | "
-              f"{summary[base]['ttft_s'] / s['ttft_s']:.2f}x | {summary[base]['prefill_s'] / s['prefill_s']:.2f}x |")
+              f"{s['ttft_speedup']:.2f}x | {s['prefill_speedup']:.2f}x |"
+              + (f" {s['llm_prefill_ms']:.1f} | {s['llm_prefill_speedup']:.2f}x | {s['vision_pruning_ms']:.1f} |" if llm else ""))
+    missing = sum(not row["stats_seen"] for rows in (*samples.values(), *llm_samples.values()) for row in rows)
+    if missing:
+        print(f"warning: {missing} timed requests finished before their prefill time reached /metrics (prefill read as 0 or low)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"frames": args.frames, "size": args.size, "repeats": args.repeats,
-                                    "summary": summary, "samples": samples}, indent=1))
+                                    "warmup": args.warmup, "summary": summary, "samples": samples,
+                                    "llm_samples": llm_samples}, indent=1))
     print(f"wrote {args.out}")
 
 
