@@ -388,9 +388,9 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=180.0,
                         help="longest wait for running/waiting to return to 0 after cancelling (default: 180)")
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between /metrics scrapes (default: 0.5)")
-    parser.add_argument("--gap", type=float, default=2.0,
+    parser.add_argument("--gap", type=float, default=3.0,
                         help="a stream pause longer than this many seconds ends a request's decoding interval "
-                        "(it was preempted); more than one decode step (default: 2)")
+                        "(it was preempted); must exceed the longest engine step (default: 3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars; a status line every --log-every s")
     parser.add_argument("--log-every", type=float, default=10.0, help="seconds between status lines with --no-progress")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/max_concurrency.json"))
@@ -424,6 +424,9 @@ def main() -> None:
             print(f"retention {r['retention']}: at the running peak a request held {r['kv_tokens_per_running_request']:.0f} "
                   f"KV tokens on average, fewer than its {r['prompt_tokens']} prompt tokens: the peak counts requests "
                   "still being prefilled (see preemptions); peak decoding is the safer figure")
+        if r["preemptions_at_peak_decoding"]:
+            print(f"retention {r['retention']}: {r['preemptions_at_peak_decoding']:.0f} preemptions before the decoding "
+                  "peak: a request preempted and resumed within --gap counts in between; compare with peak running")
         if not r["idle_after"]:
             print(f"retention {r['retention']}: the server was not idle after cancelling")
     args.out.parent.mkdir(parents=True, exist_ok=True)

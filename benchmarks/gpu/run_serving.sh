@@ -4,7 +4,8 @@
 # LLaVA-OneVision-7B-shaped model with dummy weights and the mmgvid plugin, and measures
 # TTFT / prefill, baseline vs pruned, in one run. The server is started in its own session
 # and left running for later calls in the same lease (benchmarks/gpu/run_load.sh, run_capacity.sh).
-# Env: API_SERVERS (1), REPEATS (10), SKIP_PRUNE_SPEED (unset: time the pruning first).
+# Env: API_SERVERS (1), REPEATS (10), SKIP_PRUNE_SPEED / SKIP_TTFT (unset: time the pruning first /
+# run ttft.py after the start). Run again in the same lease to restart the server (other API_SERVERS).
 # Results land in $OUT.
 #
 # Carry: .gpu-stage/install.sh and .gpu-model/llava-ov-7b (benchmarks/gpu/make_7b_config.py).
@@ -26,6 +27,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 # processes, so with API_SERVERS > 1 the server is started through it with the plugin selected the
 # way `mmgvid serve` does (VLLM_PLUGINS=mmgvid plus the same request-kwargs flag, none on 0.26).
 API_SERVERS=${API_SERVERS:-1}
+# A server this script started earlier in the lease (e.g. to restart with another API_SERVERS) is
+# stopped first: its whole session (engine and API-server processes), then the port must be free.
+if [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null; then
+  old=$(cat /tmp/server.pid); echo "stopping the earlier server (session $old)"
+  kill -TERM -- "-$old" 2>/dev/null || true
+  for i in $(seq 1 60); do kill -0 -- "-$old" 2>/dev/null || break; sleep 1; done
+  kill -KILL -- "-$old" 2>/dev/null || true; sleep 2
+fi
+if curl -sf localhost:8000/health >/dev/null; then echo "port 8000 is served by a server this script did not start"; exit 1; fi
 if [ "$API_SERVERS" -gt 1 ]; then
   launch=(env VLLM_PLUGINS=mmgvid python3 -m vllm.entrypoints.cli.main serve)
   extra=(--api-server-count "$API_SERVERS" $(python3 -c "from mmgvid_vllm.vllm_compat import request_mm_kwargs_server_args as f; print(*f())"))
@@ -38,8 +48,9 @@ fi
 # An absolute path: transformers reads a relative one that starts with "." as a hub id.
 VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-1} setsid "${launch[@]}" "$PWD/.gpu-model/llava-ov-7b" --load-format dummy --served-model-name llava-ov-7b \
   --max-model-len 16384 --max-num-batched-tokens 16384 --no-enable-prefix-caching --mm-processor-cache-gb 0 \
-  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 "${extra[@]}" > /tmp/server.log 2>&1 < /dev/null &
+  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 ${extra[@]+"${extra[@]}"} > /tmp/server.log 2>&1 < /dev/null &
 SERVER=$!
+echo $SERVER > /tmp/server.pid
 for i in $(seq 1 240); do
   curl -sf localhost:8000/health >/dev/null && break
   kill -0 $SERVER 2>/dev/null || { tail -60 /tmp/server.log; exit 1; }
@@ -47,6 +58,6 @@ for i in $(seq 1 240); do
 done
 echo "server up after $((i * 2)) s ($API_SERVERS API server process(es))"
 grep -E "KV cache size|Maximum concurrency|mmgvid" /tmp/server.log | tail -5 | tee "$OUT/kv_capacity.txt"
-python3 benchmarks/gpu/ttft.py --url http://127.0.0.1:8000 --retentions 1.0 0.25 0.15 0.10 \
+[ -n "${SKIP_TTFT:-}" ] || python3 benchmarks/gpu/ttft.py --url http://127.0.0.1:8000 --retentions 1.0 0.25 0.15 0.10 \
   --repeats "${REPEATS:-10}" --warmup 4 --out "$OUT/ttft_gpu.json" 2>&1 | grep -v "it/s\]"
 cp /tmp/server.log "$OUT/server.log"
