@@ -55,7 +55,8 @@ def prune(
 
     Args:
         tokens: ``(T, M, D)`` float tensor (fp32, bf16, fp16 or fp64; CPU or CUDA).
-            Distances are computed in fp32, or in fp64 for fp64 input.
+            Distances are computed in fp32, or in fp64 for fp64 input (MMG-Vid on CUDA
+            multiplies bf16/fp16 tokens as they are, with fp32 accumulation).
         retention: share of tokens to keep, in (0, 1].
         method: one of ``METHODS``.
         on_segments: called with the number of segments MMG-Vid's stage 1 found (a host
@@ -78,11 +79,10 @@ def prune(
         raise ValueError(f"method {method!r} takes no option(s) {', '.join(sorted(unknown))}")
     num_frames, per_frame, _ = tokens.shape
     keep = num_kept(num_frames, per_frame, retention)
-    work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
-
     if method == "mmgvid":
-        mask = mmgvid_keep_mask(work, keep, retention, MMGVidOptions(**options), on_segments)
+        mask = mmgvid_keep_mask(tokens, keep, retention, MMGVidOptions(**options), on_segments)
     else:
+        work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
         if not bool(torch.isfinite(work).all()):
             raise ValueError("tokens must be finite (found inf or NaN)")
         if method == "uniform":
@@ -93,5 +93,5 @@ def prune(
             mask = evs_keep_mask(work, keep)
         else:
             mask = vidcom2_keep_mask(work, keep)
-    # A stable sort of "not kept" puts the kept positions first, in ascending order, with no sync.
-    return torch.sort((~mask).reshape(-1).to(torch.uint8), stable=True).indices[:keep]
+    # The kept positions in ascending order; the count is known, so no sync.
+    return torch.nonzero_static(mask.reshape(-1), size=keep).squeeze(1)

@@ -18,21 +18,12 @@ __all__ = ["selection_zscores", "frame_budgets"]
 _STD_EPS = 1e-9  # marginal values closer than this are one value (floating noise, not content)
 
 
-def _segment_gram(gram: np.ndarray, segments: list[Segment]) -> np.ndarray:
+def _segment_gram(gram: np.ndarray, segments: list[Segment]) -> list[list[float]]:
     """``(K, K)`` Gram matrix of the segment representations ``g_k`` (mean of the segment's tokens)."""
-    sums = np.stack([gram[seg.start : seg.stop].sum(axis=0) for seg in segments])  # (K, T)
-    block = np.stack([sums[:, seg.start : seg.stop].sum(axis=1) for seg in segments], axis=1)
+    starts = [seg.start for seg in segments]
+    block = np.add.reduceat(np.add.reduceat(gram, starts, axis=0), starts, axis=1)
     lengths = np.array([len(seg) for seg in segments], dtype=np.float64)
-    return block / np.outer(lengths, lengths)
-
-
-def _cos_to_mean(seg_gram: np.ndarray, k: int, members: list[int]) -> float:
-    """Cosine between ``g_k`` and the mean of ``g_i`` over ``members`` (0 for an empty set)."""
-    if not members:
-        return 0.0
-    return cosine_from_sums(
-        seg_gram[k, members].sum(), seg_gram[k, k], seg_gram[np.ix_(members, members)].sum()
-    )
+    return (block / np.outer(lengths, lengths)).tolist()
 
 
 def selection_zscores(gram: np.ndarray, segments: list[Segment], lam: float) -> list[float]:
@@ -48,23 +39,35 @@ def selection_zscores(gram: np.ndarray, segments: list[Segment], lam: float) -> 
     - with nothing selected yet the diversity term is 1 (the first segment is all new);
     - ``mean``/``std`` are over the values of that step (population std), so ``z >= 0``;
       when ``std < 1e-9`` (one segment left, or all equal) ``z = 0``: no segment stands out.
+
+    Plain floats (K is small): the sums over the remaining and selected sets are updated as
+    each segment moves from one to the other, so the whole selection is O(K^2).
     """
     seg_gram = _segment_gram(gram, segments)
-    remaining = list(range(len(segments)))
-    selected: list[int] = []
-    zscores = [0.0] * len(segments)
+    count = len(segments)
+    diagonal = [seg_gram[k][k] for k in range(count)]
+    to_remaining = [sum(row) for row in seg_gram]  # sum of g_k . g_i over the remaining i
+    to_selected = [0.0] * count
+    within_remaining, within_selected = sum(to_remaining), 0.0
+    remaining = list(range(count))
+    zscores = [0.0] * count
     while remaining:
-        values = np.array(
-            [
-                lam * _cos_to_mean(seg_gram, k, remaining)
-                + (1.0 - lam) * (1.0 - _cos_to_mean(seg_gram, k, selected) if selected else 1.0)
-                for k in remaining
-            ]
-        )
-        best = int(np.argmax(values))  # first maximum: ties go to the earliest segment
-        std = float(values.std())
-        zscores[remaining[best]] = (float(values[best]) - float(values.mean())) / std if std >= _STD_EPS else 0.0
-        selected.append(remaining.pop(best))
+        values = [
+            lam * cosine_from_sums(to_remaining[k], diagonal[k], within_remaining)
+            + (1.0 - lam) * (1.0 - cosine_from_sums(to_selected[k], diagonal[k], within_selected)
+                             if len(remaining) < count else 1.0)
+            for k in remaining
+        ]
+        best = max(range(len(values)), key=lambda i: (values[i], -i))  # ties: the earliest segment
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        chosen = remaining.pop(best)
+        zscores[chosen] = (values[best] - mean) / std if std >= _STD_EPS else 0.0
+        within_remaining -= 2.0 * to_remaining[chosen] - diagonal[chosen]
+        within_selected += 2.0 * to_selected[chosen] + diagonal[chosen]
+        for k in range(count):
+            to_remaining[k] -= seg_gram[k][chosen]
+            to_selected[k] += seg_gram[k][chosen]
     return zscores
 
 

@@ -12,6 +12,11 @@ from .budgeting import frame_budgets, selection_zscores
 from .segmentation import segment_frames
 from .token_selection import select_tokens
 
+try:
+    from . import token_selection_triton
+except ImportError:  # no Triton installed: the torch implementation everywhere
+    token_selection_triton = None
+
 __all__ = ["MMGVidOptions", "mmgvid_keep_mask"]
 
 
@@ -58,9 +63,11 @@ def mmgvid_keep_mask(
 
     The only device-to-host transfer is the ``(T, T)`` Gram matrix of the frame means
     (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite.
+    Stage 3 runs in Triton on CUDA (``token_selection_triton``), in torch elsewhere.
     """
     num_frames, per_frame, _ = tokens.shape
-    frame_means = tokens.mean(dim=1).double()  # (T, D)
+    accumulate = torch.float64 if tokens.dtype == torch.float64 else torch.float32
+    frame_means = tokens.mean(dim=1, dtype=accumulate).double()  # (T, D)
     gram = (frame_means @ frame_means.T).cpu().numpy()  # (T, T): the one sync
     if not all(math.isfinite(v) for v in gram.diagonal()):
         raise ValueError("tokens must be finite (found inf or NaN)")
@@ -69,4 +76,7 @@ def mmgvid_keep_mask(
         on_segments(len(segments))
     zscores = selection_zscores(gram, segments, options.lam)
     budgets = frame_budgets(segments, zscores, per_frame, keep, options.floor_ratio(retention))
-    return select_tokens(tokens, segments, budgets, options.knn)
+    if token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn):
+        return token_selection_triton.select_tokens_triton(tokens, segments, budgets, options.knn)
+    work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
+    return select_tokens(work, segments, budgets, options.knn)

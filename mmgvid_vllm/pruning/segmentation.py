@@ -9,6 +9,8 @@ the host in float64 with no further device work.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["Segment", "cosine_from_sums", "segment_frames"]
@@ -22,7 +24,7 @@ def cosine_from_sums(dot: float, sq_norm_a: float, sq_norm_b: float) -> float:
     Choice: a zero vector (an all-zero frame) is similar to nothing, like
     ``torch.nn.functional.cosine_similarity`` with its eps.
     """
-    denom = float(np.sqrt(max(sq_norm_a, 0.0) * max(sq_norm_b, 0.0)))
+    denom = math.sqrt(max(sq_norm_a, 0.0) * max(sq_norm_b, 0.0))
     return dot / denom if denom > 0.0 else 0.0
 
 
@@ -48,9 +50,10 @@ def segment_frames(gram: np.ndarray, tau: float) -> list[Segment]:
     Returns consecutive ranges covering ``0..T-1``.
     """
     num_frames = gram.shape[0]
+    diagonal, next_dot = np.diagonal(gram).tolist(), np.diagonal(gram, 1).tolist()
     starts = [0]
     for t in range(num_frames - 1):
-        if cosine_from_sums(gram[t, t + 1], gram[t, t], gram[t + 1, t + 1]) < tau:
+        if cosine_from_sums(next_dot[t], diagonal[t], diagonal[t + 1]) < tau:
             starts.append(t + 1)
     segments = [range(s, e) for s, e in zip(starts, starts[1:] + [num_frames])]
 

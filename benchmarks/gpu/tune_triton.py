@@ -1,0 +1,83 @@
+"""Sweep the Triton stage-3 launch parameters on the GPU and time stage 3 for each.
+
+Times ``select_tokens_triton`` (CUDA-graph replay, synchronised; median of ``--repeats``)
+for every combination of feature chunk, pipelining depth, rows per merge program and
+warps, on one-shot (slowest) and multi-shot videos. The module constants are set per
+variant and the graph cache is cleared, so each variant is compiled and captured afresh.
+
+    python benchmarks/gpu/tune_triton.py --frames 32 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from prune_speed import make_tokens  # noqa: E402
+
+from mmgvid_vllm.pruning import MMGVidOptions, num_kept  # noqa: E402
+from mmgvid_vllm.pruning import token_selection_triton as kernels  # noqa: E402
+from mmgvid_vllm.pruning.budgeting import frame_budgets, selection_zscores  # noqa: E402
+from mmgvid_vllm.pruning.segmentation import segment_frames  # noqa: E402
+
+
+def plan(tokens: torch.Tensor, retention: float) -> tuple[list, list]:
+    options = MMGVidOptions()
+    means = tokens.mean(dim=1, dtype=torch.float32).double()
+    gram = (means @ means.T).cpu().numpy()
+    segments = segment_frames(gram, options.tau)
+    keep = num_kept(tokens.shape[0], tokens.shape[1], retention)
+    budgets = frame_budgets(segments, selection_zscores(gram, segments, options.lam), tokens.shape[1], keep,
+                            options.floor_ratio(retention))
+    return segments, budgets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--content", nargs="+", default=["static", "shots"])
+    parser.add_argument("--block-d", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--stages", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--block-rows", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--warps", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    videos = {(c, t): make_tokens(c, t, 3584, "cuda", torch.bfloat16) for c in args.content for t in args.frames}
+    plans = {key: plan(tokens, 0.25) for key, tokens in videos.items()}
+    rows = []
+    for block_d, stages, block_rows, warps in itertools.product(args.block_d, args.stages, args.block_rows, args.warps):
+        kernels._BLOCK_D, kernels._STAGES, kernels._BLOCK_ROWS, kernels._WARPS = block_d, stages, block_rows, warps
+        kernels._GRAPHS.clear()
+        row = {"block_d": block_d, "stages": stages, "block_rows": block_rows, "warps": warps}
+        for (content, frames), tokens in videos.items():
+            segments, budgets = plans[(content, frames)]
+            try:
+                kernels.select_tokens_triton(tokens, segments, budgets, 5)
+                samples = []
+                for _ in range(args.repeats):
+                    torch.cuda.synchronize()
+                    start = time.perf_counter()
+                    kernels.select_tokens_triton(tokens, segments, budgets, 5)
+                    torch.cuda.synchronize()
+                    samples.append((time.perf_counter() - start) * 1e3)
+                row[f"{content}{frames}_ms"] = round(statistics.median(samples), 3)
+            except Exception as error:  # e.g. out of shared memory for a large tile
+                row[f"{content}{frames}_ms"] = f"error: {type(error).__name__}"
+        rows.append(row)
+        print(row, flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

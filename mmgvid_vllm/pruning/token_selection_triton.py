@@ -1,0 +1,385 @@
+"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, one launch per frame position.
+
+Same result as ``token_selection.select_tokens`` (the same equations, choices and tie rules;
+only floating-point summation order differs), built for speed on CUDA:
+
+- One launch computes every frame's in-frame distances ``(T, M, M)`` (tiles above the
+  diagonal, mirrored, so exactly symmetric) and the tokens' inverse norms.
+- The ``k`` smallest distances of every token to its segment's guide set are kept up to
+  date in ``nearest`` ``(T*M, k)``: as soon as a frame's tokens are chosen, every *later*
+  token of the segment merges its distances to them (a small matmul with the merge in its
+  epilogue). Each (token, guide token) distance is computed exactly once, by many programs
+  in parallel, and the frame chosen next only reads its ``k`` numbers per token.
+- Launch ``p`` (``p = -1, 0, ..., L-2`` for a longest segment of ``L`` frames) merges the
+  tokens chosen at position ``p`` into all later frames, then chooses the frames at position
+  ``p + 1``: the last of a frame's row-block programs to finish (an atomic counter per
+  frame) runs that frame's selection (eq. 7 or 9, then 8/10 and the top ``b``).
+- On CUDA all launches are one CUDA graph per input shape, captured on first use and
+  replayed (the host cost of ``T + 1`` Triton launches would exceed the GPU time).
+- Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
+  accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
+  IEEE fp32 dots (never TF32).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import torch
+import triton
+import triton.language as tl
+
+from .segmentation import Segment
+from .token_selection import SAME_TOKEN
+
+__all__ = ["MAX_KNN", "select_tokens_triton", "supports"]
+
+MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes the torch path
+
+_BLOCK_ROWS = 32  # tokens of one frame merged per program
+_BLOCK_KEPT = 64  # guide tokens per matmul tile of a merge
+_BLOCK_D = 64  # feature chunk of the matmul
+_ROWS_PER_PASS = 64  # rows per pass of the O(M^2) separation / ranking in a selection
+_WARPS = 8  # a selection is one program's work on the critical path: give it a full SM
+_STAGES = 3  # software-pipelining depth of the merge's feature loop
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def supports(tokens: torch.Tensor, knn: int) -> bool:
+    """Whether this path applies: CUDA tokens (or any, under ``TRITON_INTERPRET=1``, Triton's
+    CPU interpreter used by the tests), fp32/bf16/fp16, ``knn <= MAX_KNN``."""
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    return tokens.dtype in _DTYPES and (tokens.is_cuda or interpreted) and knn <= MAX_KNN
+
+
+@triton.jit
+def _insert(value, r0, r1, r2, r3, r4):
+    """Insert ``value`` into the ascending lists ``r0 <= ... <= r4`` (one per row), dropping the largest."""
+    low = tl.minimum(r0, value)
+    value = tl.maximum(r0, value)
+    r0 = low
+    low = tl.minimum(r1, value)
+    value = tl.maximum(r1, value)
+    r1 = low
+    low = tl.minimum(r2, value)
+    value = tl.maximum(r2, value)
+    r2 = low
+    low = tl.minimum(r3, value)
+    value = tl.maximum(r3, value)
+    r3 = low
+    r4 = tl.minimum(r4, value)
+    return r0, r1, r2, r3, r4
+
+
+@triton.jit
+def _merge_guide(tokens, inv_norms, nearest, kept, frame, source, rows, row_ok, num_kept,
+                 M, D, SAME: tl.constexpr, KNN: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr,
+                 BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    """Merge the distances of ``rows`` of ``frame`` to the ``num_kept`` tokens chosen in
+    ``source`` into their ``KNN`` smallest so far (``nearest``, ascending, inf-padded)."""
+    big = float("inf")
+    flat_rows = frame.to(tl.int64) * M + rows
+    slot = tl.arange(0, 8)
+    stored = nearest + flat_rows[:, None] * KNN + slot[None, :]
+    current = tl.load(stored, mask=row_ok[:, None] & (slot[None, :] < KNN), other=big)
+    r0 = tl.min(tl.where(slot[None, :] == 0, current, big), axis=1)
+    r1 = tl.min(tl.where(slot[None, :] == 1, current, big), axis=1)
+    r2 = tl.min(tl.where(slot[None, :] == 2, current, big), axis=1)
+    r3 = tl.min(tl.where(slot[None, :] == 3, current, big), axis=1)
+    r4 = tl.min(tl.where(slot[None, :] == 4, current, big), axis=1)
+    row_inv = tl.load(inv_norms + flat_rows, mask=row_ok, other=0.0)
+    features = tl.arange(0, BLOCK_D)
+    for start in range(0, num_kept, BLOCK_KEPT):
+        cols = start + tl.arange(0, BLOCK_KEPT)
+        col_ok = cols < num_kept
+        chosen = tl.load(kept + source.to(tl.int64) * M + cols, mask=col_ok, other=0)
+        flat_cols = source.to(tl.int64) * M + chosen
+        dots = tl.zeros((BLOCK_ROWS, BLOCK_KEPT), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            f_ok = d0 + features < D
+            a = tl.load(tokens + flat_rows[:, None] * D + d0 + features[None, :],
+                        mask=row_ok[:, None] & f_ok[None, :], other=0.0)
+            b = tl.load(tokens + flat_cols[None, :] * D + d0 + features[:, None],
+                        mask=col_ok[None, :] & f_ok[:, None], other=0.0)
+            if IEEE:
+                dots = tl.dot(a, b, dots, input_precision="ieee")
+            else:
+                dots = tl.dot(a, b, dots)
+        col_inv = tl.load(inv_norms + flat_cols, mask=col_ok, other=0.0)
+        cos = dots * row_inv[:, None] * col_inv[None, :]
+        unit = (row_inv > 0).to(tl.float32)[:, None] + (col_inv > 0).to(tl.float32)[None, :]
+        dist = unit - 2.0 * cos
+        dist = tl.where(dist < SAME, 0.0, dist)
+        dist = tl.where(col_ok[None, :], dist, big)
+        # The KNN smallest of this tile, one at a time, each inserted into the running list.
+        for _ in tl.static_range(KNN):
+            smallest = tl.min(dist, axis=1)
+            r0, r1, r2, r3, r4 = _insert(smallest, r0, r1, r2, r3, r4)
+            first = tl.min(tl.where(dist == smallest[:, None], cols[None, :], BLOCK_KEPT + start), axis=1)
+            dist = tl.where(cols[None, :] == first[:, None], big, dist)
+    merged = tl.where(slot[None, :] == 0, r0[:, None], big)
+    merged = tl.where(slot[None, :] == 1, r1[:, None], merged)
+    merged = tl.where(slot[None, :] == 2, r2[:, None], merged)
+    merged = tl.where(slot[None, :] == 3, r3[:, None], merged)
+    merged = tl.where(slot[None, :] == 4, r4[:, None], merged)
+    tl.store(stored, merged, mask=row_ok[:, None] & (slot[None, :] < KNN))
+
+
+@triton.jit
+def _in_frame_kernel(tokens, inv_norms, in_frame, nearest, M, D,
+                     SAME: tl.constexpr, KNN: tl.constexpr, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr,
+                     IEEE: tl.constexpr):
+    """Program ``(frame, row block, column block)``: the in-frame distances of one tile and its
+    mirror (exactly symmetric, zero diagonal), the rows' inverse norms, and ``inf`` in the
+    rows' ``nearest`` lists (the guide set starts empty). Tiles below the diagonal exit."""
+    frame = tl.program_id(0)
+    row_block = tl.program_id(1)
+    col_block = tl.program_id(2)
+    if row_block <= col_block:
+        base = frame.to(tl.int64) * M
+        rows = row_block * BLOCK + tl.arange(0, BLOCK)
+        cols = col_block * BLOCK + tl.arange(0, BLOCK)
+        row_ok, col_ok = rows < M, cols < M
+        features = tl.arange(0, BLOCK_D)
+        dots = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
+        row_sq = tl.zeros((BLOCK,), dtype=tl.float32)
+        col_sq = tl.zeros((BLOCK,), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            f_ok = d0 + features < D
+            a = tl.load(tokens + (base + rows)[:, None] * D + d0 + features[None, :],
+                        mask=row_ok[:, None] & f_ok[None, :], other=0.0)
+            b = tl.load(tokens + (base + cols)[None, :] * D + d0 + features[:, None],
+                        mask=col_ok[None, :] & f_ok[:, None], other=0.0)
+            if IEEE:
+                dots = tl.dot(a, b, dots, input_precision="ieee")
+            else:
+                dots = tl.dot(a, b, dots)
+            a32 = a.to(tl.float32)
+            b32 = b.to(tl.float32)
+            row_sq += tl.sum(a32 * a32, axis=1)
+            col_sq += tl.sum(b32 * b32, axis=0)
+        row_inv = tl.where(row_sq > 0, 1.0 / tl.sqrt(row_sq), 0.0)
+        col_inv = tl.where(col_sq > 0, 1.0 / tl.sqrt(col_sq), 0.0)
+        cos = dots * row_inv[:, None] * col_inv[None, :]
+        unit = (row_sq > 0).to(tl.float32)[:, None] + (col_sq > 0).to(tl.float32)[None, :]
+        dist = unit - 2.0 * cos
+        dist = tl.where(dist < SAME, 0.0, dist)
+        ok = row_ok[:, None] & col_ok[None, :]
+        if row_block == col_block:  # mirror the upper triangle onto the lower one
+            upper = cols[None, :] > rows[:, None]
+            dist = tl.where(upper, dist, tl.trans(dist))
+            dist = tl.where(cols[None, :] == rows[:, None], 0.0, dist)
+            tl.store(in_frame + (base + rows)[:, None] * M + cols[None, :], dist, mask=ok)
+            tl.store(inv_norms + base + rows, row_inv, mask=row_ok)
+            slot = tl.arange(0, 8)
+            tl.store(nearest + (base + rows)[:, None] * KNN + slot[None, :],
+                     tl.full((BLOCK, 8), float("inf"), tl.float32), mask=row_ok[:, None] & (slot[None, :] < KNN))
+        else:
+            tl.store(in_frame + (base + rows)[:, None] * M + cols[None, :], dist, mask=ok)
+            tl.store(in_frame + (base + cols)[None, :] * M + rows[:, None], dist, mask=ok)
+
+
+@triton.jit
+def _select_frame(nearest, in_frame, kept, keep, density_buf, score_buf,
+                  frame, budget, guide_size, first_position, M,
+                  KNN: tl.constexpr, BLOCK_M: tl.constexpr, ROWS: tl.constexpr):
+    """Choose ``budget`` tokens of ``frame``: density (eq. 7 from the in-frame distances for a
+    segment's first frame, eq. 9 from ``nearest`` otherwise), separation (eq. 8 / 10), score,
+    then the top ``budget`` with ties to the lower index. Writes ``keep[frame]`` and
+    ``kept[frame, rank]`` (the guide tokens the next launches merge)."""
+    big = float("inf")
+    base = frame.to(tl.int64) * M
+    cols = tl.arange(0, BLOCK_M)
+    col_ok = cols < M
+    if first_position:  # eq. 7: mean distance to the k nearest other tokens of the frame
+        k = tl.minimum(M - 1, KNN)
+        for start in range(0, M, ROWS):
+            rows = start + tl.arange(0, ROWS)
+            row_ok = rows < M
+            dist = tl.load(in_frame + (base + rows)[:, None] * M + cols[None, :],
+                           mask=row_ok[:, None] & col_ok[None, :], other=big)
+            dist = tl.where(cols[None, :] == rows[:, None], big, dist)
+            total = tl.zeros((ROWS,), dtype=tl.float32)
+            for r in tl.static_range(KNN):
+                smallest = tl.min(dist, axis=1)
+                total += tl.where(r < k, smallest, 0.0)
+                first = tl.min(tl.where(dist == smallest[:, None], cols[None, :], BLOCK_M), axis=1)
+                dist = tl.where(cols[None, :] == first[:, None], big, dist)
+            density = tl.where(k > 0, tl.exp(-(total / tl.maximum(k, 1).to(tl.float32))), 1.0)
+            tl.store(density_buf + base + rows, density, mask=row_ok)
+    else:  # eq. 9: 1 - exp(-mean distance to the k nearest guide tokens)
+        slot = tl.arange(0, 8)
+        near = tl.load(nearest + (base + cols)[:, None] * KNN + slot[None, :],
+                       mask=col_ok[:, None] & (slot[None, :] < KNN), other=big, cache_modifier=".cg")
+        total = tl.sum(tl.where(near < big, near, 0.0), axis=1)
+        count = tl.maximum(tl.minimum(guide_size, KNN), 1).to(tl.float32)
+        tl.store(density_buf + base + cols, 1.0 - tl.exp(-(total / count)), mask=col_ok)
+    tl.debug_barrier()
+    density_j = tl.load(density_buf + base + cols, mask=col_ok, other=0.0)
+    for start in range(0, M, ROWS):
+        rows = start + tl.arange(0, ROWS)
+        row_ok = rows < M
+        density_i = tl.load(density_buf + base + rows, mask=row_ok, other=0.0)
+        dist = tl.load(in_frame + (base + rows)[:, None] * M + cols[None, :],
+                       mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+        denser = (density_j[None, :] > density_i[:, None]) & col_ok[None, :]
+        nearest_denser = tl.min(tl.where(denser, dist, big), axis=1)
+        farthest = tl.max(tl.where(col_ok[None, :], dist, -big), axis=1)
+        separation = tl.where(nearest_denser < big, nearest_denser, farthest)
+        tl.store(score_buf + base + rows, density_i * separation, mask=row_ok)
+    tl.debug_barrier()
+    score_j = tl.load(score_buf + base + cols, mask=col_ok, other=-big)
+    for start in range(0, M, ROWS):
+        rows = start + tl.arange(0, ROWS)
+        row_ok = rows < M
+        score_i = tl.load(score_buf + base + rows, mask=row_ok, other=-big)
+        ahead = (score_j[None, :] > score_i[:, None]) | ((score_j[None, :] == score_i[:, None]) & (cols[None, :] < rows[:, None]))
+        rank = tl.sum((ahead & col_ok[None, :]).to(tl.int32), axis=1)
+        chosen = row_ok & (rank < budget)
+        tl.store(keep + base + rows, chosen.to(tl.int8), mask=row_ok)
+        tl.store(kept + base + rank, rows, mask=chosen)
+
+
+@triton.jit
+def _position_kernel(tokens, inv_norms, in_frame, plan, nearest, kept, keep,
+                     density_buf, score_buf, arrivals, position, T, M, D,
+                     SAME: tl.constexpr, KNN: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr,
+                     BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, ROWS: tl.constexpr, IEEE: tl.constexpr):
+    """Program ``(row block, frame)`` of launch ``position`` (see the module docstring).
+
+    ``plan`` is ``(3, T)`` int32: each frame's segment start, budget and guide size.
+    """
+    block = tl.program_id(0)
+    frame = tl.program_id(1)
+    start = tl.load(plan + frame)
+    budget = tl.load(plan + T + frame)
+    frame_position = frame - start
+    if position >= 0 and frame_position > position:
+        source = start + position
+        num_kept = tl.load(plan + T + source)
+        if num_kept > 0:
+            rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            _merge_guide(tokens, inv_norms, nearest, kept, frame, source, rows, rows < M, num_kept,
+                         M, D, SAME, KNN, BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE)
+    if frame_position == position + 1 and budget > 0:
+        tl.debug_barrier()
+        arrived = tl.atomic_add(arrivals + frame, 1, sem="acq_rel")
+        if arrived == tl.num_programs(0) - 1:
+            guide_size = tl.load(plan + 2 * T + frame)
+            _select_frame(nearest, in_frame, kept, keep, density_buf, score_buf,
+                          frame, budget, guide_size, position < 0, M, KNN, BLOCK_M, ROWS)
+
+
+class _Workspace:
+    """Every buffer of one run for one shape, and the launches that fill them.
+
+    ``run(positions)`` issues the in-frame launch and launches ``-1 .. positions - 2``; it
+    allocates nothing and reads only device memory, so on CUDA it is captured once per shape
+    in a CUDA graph (``_graph``) and replayed: one host call per video instead of ``T + 1``
+    Triton launches, whose host-side cost dominates on small videos.
+    """
+
+    def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
+                 device: torch.device) -> None:
+        self.shape = (num_frames, per_frame, dim)
+        self.knn = knn
+        self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
+        self.plan = torch.zeros(3, num_frames, dtype=torch.int32, device=device)
+        self.in_frame = torch.empty(num_frames, per_frame, per_frame, device=device)
+        self.inv_norms = torch.empty(num_frames, per_frame, device=device)
+        self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
+        self.scratch = torch.empty(2, num_frames, per_frame, device=device)
+        self.kept = torch.empty(num_frames, per_frame, dtype=torch.int32, device=device)
+        self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
+        self.arrivals = torch.zeros(num_frames, dtype=torch.int32, device=device)
+
+    def run(self, positions: int) -> None:
+        num_frames, per_frame, dim = self.shape
+        ieee = self.tokens.dtype == torch.float32
+        self.keep.zero_()
+        self.arrivals.zero_()
+        tile = 64
+        _in_frame_kernel[(num_frames, triton.cdiv(per_frame, tile), triton.cdiv(per_frame, tile))](
+            self.tokens, self.inv_norms, self.in_frame, self.nearest, per_frame, dim,
+            SAME=SAME_TOKEN, KNN=self.knn, BLOCK=tile, BLOCK_D=_BLOCK_D, IEEE=ieee)
+        grid = (triton.cdiv(per_frame, _BLOCK_ROWS), num_frames)
+        for position in range(-1, positions - 1):
+            _position_kernel[grid](
+                self.tokens, self.inv_norms, self.in_frame, self.plan, self.nearest, self.kept, self.keep,
+                self.scratch[0], self.scratch[1], self.arrivals, position, num_frames, per_frame, dim,
+                SAME=SAME_TOKEN, KNN=self.knn, BLOCK_ROWS=_BLOCK_ROWS, BLOCK_KEPT=_BLOCK_KEPT, BLOCK_D=_BLOCK_D,
+                BLOCK_M=max(16, triton.next_power_of_2(per_frame)), ROWS=_ROWS_PER_PASS, IEEE=ieee,
+                num_warps=_WARPS, num_stages=_STAGES)
+
+
+class _Graph:
+    """A ``_Workspace`` whose ``run(T)`` is captured as a CUDA graph (launches past a video's
+    longest segment find nothing to do and exit)."""
+
+    def __init__(self, workspace: _Workspace) -> None:
+        self.workspace = workspace
+        workspace.run(workspace.shape[0])  # compiles the kernels before the capture
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            workspace.run(workspace.shape[0])
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+_GRAPHS: OrderedDict[tuple, _Graph] = OrderedDict()
+_MAX_GRAPHS = 8  # shapes kept (a 32-frame bf16 7B-shape video: ~50 MB of buffers)
+
+
+def _graph_for(tokens: torch.Tensor, knn: int) -> _Graph:
+    key = (tokens.device, tokens.dtype, tuple(tokens.shape), knn)
+    if key in _GRAPHS:
+        _GRAPHS.move_to_end(key)
+    else:
+        _GRAPHS[key] = _Graph(_Workspace(*tokens.shape, tokens.dtype, knn, tokens.device))
+        if len(_GRAPHS) > _MAX_GRAPHS:
+            _GRAPHS.popitem(last=False)
+    return _GRAPHS[key]
+
+
+def _plan(segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
+    """``(3, T)`` int32 host table: segment start, budget and guide size of every frame."""
+    starts, guide_sizes = [], []
+    for segment in segments:
+        before = 0
+        for frame in segment:
+            starts.append(segment.start)
+            guide_sizes.append(before)
+            before += frame_budgets[frame]
+    return torch.tensor([starts, list(frame_budgets), guide_sizes], dtype=torch.int32)
+
+
+def select_tokens_triton(
+    tokens: torch.Tensor, segments: list[Segment], frame_budgets: list[int], knn: int
+) -> torch.Tensor:
+    """Drop-in for ``token_selection.select_tokens`` where ``supports(tokens, knn)``.
+
+    Args:
+        tokens: ``(T, M, D)`` fp32, bf16 or fp16 (read as they are; distances in fp32).
+        segments, frame_budgets, knn: as for ``select_tokens``.
+
+    Returns:
+        ``(T, M)`` bool mask of the kept tokens, ``frame_budgets[t]`` True in row t.
+
+    On CUDA the launches replay a CUDA graph captured on the first video of each shape; under
+    the interpreter they run directly, up to the longest segment.
+    """
+    plan = _plan(segments, frame_budgets)
+    if tokens.is_cuda:
+        graph = _graph_for(tokens, knn)
+        workspace = graph.workspace
+        workspace.tokens.copy_(tokens)
+        workspace.plan.copy_(plan, non_blocking=True)
+        graph.replay()
+    else:
+        workspace = _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
+        workspace.tokens.copy_(tokens)
+        workspace.plan.copy_(plan)
+        workspace.run(max(len(segment) for segment in segments))
+    return workspace.keep.clone().view(torch.bool)
