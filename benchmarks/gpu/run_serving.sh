@@ -16,7 +16,7 @@ cp .gpu-stage/install.sh /tmp/stage/ && bash /tmp/stage/install.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 
 [ -n "${SKIP_PRUNE_SPEED:-}" ] || python3 benchmarks/gpu/check_prune_cuda.py --cases 100 2>&1 | grep -v "it/s\]" | tail -2
-[ -n "${SKIP_PRUNE_SPEED:-}" ] || python3 benchmarks/prune_speed.py --device cuda --frames 32 64 --dims 3584 --retentions 0.25 0.15 0.10 \
+[ -n "${SKIP_PRUNE_SPEED:-}" ] || python3 benchmarks/prune_speed.py --device cuda --dtype bfloat16 --frames 32 64 --dims 3584 --retentions 0.25 0.15 0.10 \
   --methods mmgvid evs uniform --content shots static random --repeats 20 --warmup 3 \
   --out "$OUT/prune_speed_gpu.json" 2>&1 | grep -v "shape\]"
 

@@ -35,27 +35,34 @@ def main() -> None:
     workspace.plan.copy_(kernels._plan(segments, budgets))
     longest = max(len(s) for s in segments)
     workspace.run(longest)  # compile
-    events = []
-    original = kernels._position_kernel
+    starts, ends = [], []
+    density_kernel, rank_kernel = kernels._density_kernel, kernels._rank_kernel
 
-    class Timed:  # wraps each launch in a pair of CUDA events
+    class Timed:  # records a CUDA event before or after each launch of the wrapped kernel
+        def __init__(self, kernel, events, before):
+            self.kernel, self.events, self.before = kernel, events, before
+
         def __getitem__(self, grid):
             def launch(*a, **k):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                original[grid](*a, **k)
-                end.record()
-                events.append((start, end))
+                event = torch.cuda.Event(enable_timing=True)
+                if self.before:
+                    event.record()
+                self.kernel[grid](*a, **k)
+                if not self.before:
+                    event.record()
+                self.events.append(event)
             return launch
 
-    kernels._position_kernel = Timed()
+    kernels._density_kernel = Timed(density_kernel, starts, before=True)
+    kernels._rank_kernel = Timed(rank_kernel, ends, before=False)
     try:
         first = torch.cuda.Event(enable_timing=True)
         first.record()
         workspace.run(longest)
         torch.cuda.synchronize()
     finally:
-        kernels._position_kernel = original
+        kernels._density_kernel, kernels._rank_kernel = density_kernel, rank_kernel
+    events = list(zip(starts, ends))
     in_frame = first.elapsed_time(events[0][0]) * 1e3
     steps = [start.elapsed_time(end) * 1e3 for start, end in events]
     print(f"{args.content} T={args.frames}: in-frame launch + gap {in_frame:.1f} us; per position (us):")

@@ -1,8 +1,7 @@
 """Sweep the Triton stage-3 launch parameters on the GPU and time stage 3 for each.
 
 Times ``select_tokens_triton`` (CUDA-graph replay, synchronised; median of ``--repeats``)
-for every combination of feature chunk, pipelining depth, rows per merge program and
-warps, on one-shot (slowest) and multi-shot videos. The module constants are set per
+for every combination of feature chunk, pipelining depth and rows per program, on one-shot (slowest) and multi-shot videos. The module constants are set per
 variant and the graph cache is cleared, so each variant is compiled and captured afresh.
 
     python benchmarks/gpu/tune_triton.py --frames 32 64
@@ -47,17 +46,16 @@ def main() -> None:
     parser.add_argument("--block-d", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--stages", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--block-rows", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--warps", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     videos = {(c, t): make_tokens(c, t, 3584, "cuda", torch.bfloat16) for c in args.content for t in args.frames}
     plans = {key: plan(tokens, 0.25) for key, tokens in videos.items()}
     rows = []
-    for block_d, stages, block_rows, warps in itertools.product(args.block_d, args.stages, args.block_rows, args.warps):
-        kernels._BLOCK_D, kernels._STAGES, kernels._BLOCK_ROWS, kernels._WARPS = block_d, stages, block_rows, warps
-        kernels._GRAPHS.clear()
-        row = {"block_d": block_d, "stages": stages, "block_rows": block_rows, "warps": warps}
+    for block_d, stages, block_rows in itertools.product(args.block_d, args.stages, args.block_rows):
+        kernels._BLOCK_D, kernels._STAGES, kernels._BLOCK_ROWS = block_d, stages, block_rows
+        kernels._WORKSPACES.clear()
+        row = {"block_d": block_d, "stages": stages, "block_rows": block_rows}
         for (content, frames), tokens in videos.items():
             segments, budgets = plans[(content, frames)]
             try:

@@ -10,12 +10,13 @@ only floating-point summation order differs), built for speed on CUDA:
   token of the segment merges its distances to them (a small matmul with the merge in its
   epilogue). Each (token, guide token) distance is computed exactly once, by many programs
   in parallel, and the frame chosen next only reads its ``k`` numbers per token.
-- Launch ``p`` (``p = -1, 0, ..., L-2`` for a longest segment of ``L`` frames) merges the
-  tokens chosen at position ``p`` into all later frames, then chooses the frames at position
-  ``p + 1``: the last of a frame's row-block programs to finish (an atomic counter per
-  frame) runs that frame's selection (eq. 7 or 9, then 8/10 and the top ``b``).
+- Position ``p`` (``p = -1, 0, ..., L-2`` for a longest segment of ``L`` frames) is three
+  launches, each parallel over (row block, frame) with no inter-program communication:
+  merge the tokens chosen at ``p`` into all later frames and write the densities of the
+  frames at ``p + 1`` (eq. 7 or 9); their scores (eq. 8 / 10); their ranks, which give the
+  kept tokens (the top ``b``, ties to the lower index).
 - On CUDA all launches are one CUDA graph per input shape, captured on first use and
-  replayed (the host cost of ``T + 1`` Triton launches would exceed the GPU time).
+  replayed (the host cost of ``3T + 1`` Triton launches would exceed the GPU time).
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -40,8 +41,6 @@ MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes t
 _BLOCK_ROWS = 32  # tokens of one frame merged per program
 _BLOCK_KEPT = 64  # guide tokens per matmul tile of a merge
 _BLOCK_D = 64  # feature chunk of the matmul
-_ROWS_PER_PASS = 64  # rows per pass of the O(M^2) separation / ranking in a selection
-_WARPS = 8  # a selection is one program's work on the critical path: give it a full SM
 _STAGES = 3  # software-pipelining depth of the merge's feature loop
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -181,59 +180,93 @@ def _in_frame_kernel(tokens, inv_norms, in_frame, nearest, M, D,
 
 
 @triton.jit
-def _select_frame(nearest, in_frame, kept, keep, density_buf, score_buf,
-                  frame, budget, guide_size, first_position, M,
-                  KNN: tl.constexpr, BLOCK_M: tl.constexpr, ROWS: tl.constexpr):
-    """Choose ``budget`` tokens of ``frame``: density (eq. 7 from the in-frame distances for a
-    segment's first frame, eq. 9 from ``nearest`` otherwise), separation (eq. 8 / 10), score,
-    then the top ``budget`` with ties to the lower index. Writes ``keep[frame]`` and
-    ``kept[frame, rank]`` (the guide tokens the next launches merge)."""
-    big = float("inf")
+def _density_kernel(tokens, inv_norms, in_frame, plan, nearest, kept, density, position, T, M, D,
+                    SAME: tl.constexpr, KNN: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr,
+                    BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, IEEE: tl.constexpr):
+    """Program ``(row block, frame)``, first launch of position ``position``: merge the tokens
+    chosen at ``position`` into this frame's ``nearest`` lists if the frame comes later in
+    the segment; if it is the frame at ``position + 1``, write its rows' densities (eq. 7 from
+    the in-frame distances at a segment's first frame, eq. 9 from ``nearest`` after)."""
+    block = tl.program_id(0)
+    frame = tl.program_id(1)
+    start = tl.load(plan + frame)
+    frame_position = frame - start
+    rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    row_ok = rows < M
     base = frame.to(tl.int64) * M
-    cols = tl.arange(0, BLOCK_M)
-    col_ok = cols < M
-    if first_position:  # eq. 7: mean distance to the k nearest other tokens of the frame
-        k = tl.minimum(M - 1, KNN)
-        for start in range(0, M, ROWS):
-            rows = start + tl.arange(0, ROWS)
-            row_ok = rows < M
+    if position >= 0 and frame_position > position:
+        source = start + position
+        num_kept = tl.load(plan + T + source)
+        if num_kept > 0:
+            _merge_guide(tokens, inv_norms, nearest, kept, frame, source, rows, row_ok, num_kept,
+                         M, D, SAME, KNN, BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE)
+    if frame_position == position + 1 and tl.load(plan + T + frame) > 0:
+        big = float("inf")
+        if position < 0:  # eq. 7: exp(-mean distance to the k nearest other tokens of the frame)
+            cols = tl.arange(0, BLOCK_M)
+            k = tl.minimum(M - 1, KNN)
             dist = tl.load(in_frame + (base + rows)[:, None] * M + cols[None, :],
-                           mask=row_ok[:, None] & col_ok[None, :], other=big)
+                           mask=row_ok[:, None] & (cols[None, :] < M), other=big)
             dist = tl.where(cols[None, :] == rows[:, None], big, dist)
-            total = tl.zeros((ROWS,), dtype=tl.float32)
+            total = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
             for r in tl.static_range(KNN):
                 smallest = tl.min(dist, axis=1)
                 total += tl.where(r < k, smallest, 0.0)
                 first = tl.min(tl.where(dist == smallest[:, None], cols[None, :], BLOCK_M), axis=1)
                 dist = tl.where(cols[None, :] == first[:, None], big, dist)
-            density = tl.where(k > 0, tl.exp(-(total / tl.maximum(k, 1).to(tl.float32))), 1.0)
-            tl.store(density_buf + base + rows, density, mask=row_ok)
-    else:  # eq. 9: 1 - exp(-mean distance to the k nearest guide tokens)
-        slot = tl.arange(0, 8)
-        near = tl.load(nearest + (base + cols)[:, None] * KNN + slot[None, :],
-                       mask=col_ok[:, None] & (slot[None, :] < KNN), other=big, cache_modifier=".cg")
-        total = tl.sum(tl.where(near < big, near, 0.0), axis=1)
-        count = tl.maximum(tl.minimum(guide_size, KNN), 1).to(tl.float32)
-        tl.store(density_buf + base + cols, 1.0 - tl.exp(-(total / count)), mask=col_ok)
-    tl.debug_barrier()
-    density_j = tl.load(density_buf + base + cols, mask=col_ok, other=0.0)
-    for start in range(0, M, ROWS):
-        rows = start + tl.arange(0, ROWS)
-        row_ok = rows < M
-        density_i = tl.load(density_buf + base + rows, mask=row_ok, other=0.0)
+            value = tl.where(k > 0, tl.exp(-(total / tl.maximum(k, 1).to(tl.float32))), 1.0)
+        else:  # eq. 9: 1 - exp(-mean distance to the k nearest guide tokens)
+            tl.debug_barrier()  # this program's own merge wrote these rows
+            slot = tl.arange(0, 8)
+            near = tl.load(nearest + (base + rows)[:, None] * KNN + slot[None, :],
+                           mask=row_ok[:, None] & (slot[None, :] < KNN), other=big)
+            total = tl.sum(tl.where(near < big, near, 0.0), axis=1)
+            count = tl.maximum(tl.minimum(tl.load(plan + 2 * T + frame), KNN), 1).to(tl.float32)
+            value = 1.0 - tl.exp(-(total / count))
+        tl.store(density + base + rows, value, mask=row_ok)
+
+
+@triton.jit
+def _score_kernel(in_frame, plan, density, score, position, T, M,
+                  BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Program ``(row block, frame)``, second launch: for the frame at ``position + 1``, the
+    score ``density * separation`` (eq. 8 / 10) of its rows; separation is the distance to
+    the nearest strictly denser token of the frame, or the largest distance for the densest."""
+    block = tl.program_id(0)
+    frame = tl.program_id(1)
+    if frame - tl.load(plan + frame) == position + 1 and tl.load(plan + T + frame) > 0:
+        big = float("inf")
+        base = frame.to(tl.int64) * M
+        rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        cols = tl.arange(0, BLOCK_M)
+        row_ok, col_ok = rows < M, cols < M
+        density_i = tl.load(density + base + rows, mask=row_ok, other=0.0)
+        density_j = tl.load(density + base + cols, mask=col_ok, other=0.0)
         dist = tl.load(in_frame + (base + rows)[:, None] * M + cols[None, :],
                        mask=row_ok[:, None] & col_ok[None, :], other=0.0)
         denser = (density_j[None, :] > density_i[:, None]) & col_ok[None, :]
         nearest_denser = tl.min(tl.where(denser, dist, big), axis=1)
         farthest = tl.max(tl.where(col_ok[None, :], dist, -big), axis=1)
         separation = tl.where(nearest_denser < big, nearest_denser, farthest)
-        tl.store(score_buf + base + rows, density_i * separation, mask=row_ok)
-    tl.debug_barrier()
-    score_j = tl.load(score_buf + base + cols, mask=col_ok, other=-big)
-    for start in range(0, M, ROWS):
-        rows = start + tl.arange(0, ROWS)
-        row_ok = rows < M
-        score_i = tl.load(score_buf + base + rows, mask=row_ok, other=-big)
+        tl.store(score + base + rows, density_i * separation, mask=row_ok)
+
+
+@triton.jit
+def _rank_kernel(plan, score, keep, kept, position, T, M, BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Program ``(row block, frame)``, third launch: for the frame at ``position + 1``, each
+    row's rank by score (descending, ties to the lower index); the top ``budget`` are kept and
+    listed in ``kept[frame, rank]`` for the next position's merges."""
+    block = tl.program_id(0)
+    frame = tl.program_id(1)
+    budget = tl.load(plan + T + frame)
+    if frame - tl.load(plan + frame) == position + 1 and budget > 0:
+        big = float("inf")
+        base = frame.to(tl.int64) * M
+        rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        cols = tl.arange(0, BLOCK_M)
+        row_ok, col_ok = rows < M, cols < M
+        score_i = tl.load(score + base + rows, mask=row_ok, other=-big)
+        score_j = tl.load(score + base + cols, mask=col_ok, other=-big)
         ahead = (score_j[None, :] > score_i[:, None]) | ((score_j[None, :] == score_i[:, None]) & (cols[None, :] < rows[:, None]))
         rank = tl.sum((ahead & col_ok[None, :]).to(tl.int32), axis=1)
         chosen = row_ok & (rank < budget)
@@ -241,43 +274,13 @@ def _select_frame(nearest, in_frame, kept, keep, density_buf, score_buf,
         tl.store(kept + base + rank, rows, mask=chosen)
 
 
-@triton.jit
-def _position_kernel(tokens, inv_norms, in_frame, plan, nearest, kept, keep,
-                     density_buf, score_buf, arrivals, position, T, M, D,
-                     SAME: tl.constexpr, KNN: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr,
-                     BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, ROWS: tl.constexpr, IEEE: tl.constexpr):
-    """Program ``(row block, frame)`` of launch ``position`` (see the module docstring).
-
-    ``plan`` is ``(3, T)`` int32: each frame's segment start, budget and guide size.
-    """
-    block = tl.program_id(0)
-    frame = tl.program_id(1)
-    start = tl.load(plan + frame)
-    budget = tl.load(plan + T + frame)
-    frame_position = frame - start
-    if position >= 0 and frame_position > position:
-        source = start + position
-        num_kept = tl.load(plan + T + source)
-        if num_kept > 0:
-            rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-            _merge_guide(tokens, inv_norms, nearest, kept, frame, source, rows, rows < M, num_kept,
-                         M, D, SAME, KNN, BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE)
-    if frame_position == position + 1 and budget > 0:
-        tl.debug_barrier()
-        arrived = tl.atomic_add(arrivals + frame, 1, sem="acq_rel")
-        if arrived == tl.num_programs(0) - 1:
-            guide_size = tl.load(plan + 2 * T + frame)
-            _select_frame(nearest, in_frame, kept, keep, density_buf, score_buf,
-                          frame, budget, guide_size, position < 0, M, KNN, BLOCK_M, ROWS)
-
-
 class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
-    ``run(positions)`` issues the in-frame launch and launches ``-1 .. positions - 2``; it
-    allocates nothing and reads only device memory, so on CUDA it is captured once per shape
-    in a CUDA graph (``_graph``) and replayed: one host call per video instead of ``T + 1``
-    Triton launches, whose host-side cost dominates on small videos.
+    ``run(positions)`` issues the in-frame launch and positions ``-1 .. positions - 2``; it
+    allocates nothing and reads only device memory, so on CUDA it is captured in a CUDA graph
+    per number of positions (``_run_as_graph``) and replayed: one host call per video
+    instead of ``3 * positions + 1`` Triton launches, whose host-side cost would dominate.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
@@ -292,55 +295,58 @@ class _Workspace:
         self.scratch = torch.empty(2, num_frames, per_frame, device=device)
         self.kept = torch.empty(num_frames, per_frame, dtype=torch.int32, device=device)
         self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
-        self.arrivals = torch.zeros(num_frames, dtype=torch.int32, device=device)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of positions (CUDA only)
 
     def run(self, positions: int) -> None:
         num_frames, per_frame, dim = self.shape
         ieee = self.tokens.dtype == torch.float32
         self.keep.zero_()
-        self.arrivals.zero_()
         tile = 64
         _in_frame_kernel[(num_frames, triton.cdiv(per_frame, tile), triton.cdiv(per_frame, tile))](
             self.tokens, self.inv_norms, self.in_frame, self.nearest, per_frame, dim,
             SAME=SAME_TOKEN, KNN=self.knn, BLOCK=tile, BLOCK_D=_BLOCK_D, IEEE=ieee)
         grid = (triton.cdiv(per_frame, _BLOCK_ROWS), num_frames)
+        block_m = max(16, triton.next_power_of_2(per_frame))
+        density, score = self.scratch
         for position in range(-1, positions - 1):
-            _position_kernel[grid](
-                self.tokens, self.inv_norms, self.in_frame, self.plan, self.nearest, self.kept, self.keep,
-                self.scratch[0], self.scratch[1], self.arrivals, position, num_frames, per_frame, dim,
-                SAME=SAME_TOKEN, KNN=self.knn, BLOCK_ROWS=_BLOCK_ROWS, BLOCK_KEPT=_BLOCK_KEPT, BLOCK_D=_BLOCK_D,
-                BLOCK_M=max(16, triton.next_power_of_2(per_frame)), ROWS=_ROWS_PER_PASS, IEEE=ieee,
-                num_warps=_WARPS, num_stages=_STAGES)
+            _density_kernel[grid](
+                self.tokens, self.inv_norms, self.in_frame, self.plan, self.nearest, self.kept, density,
+                position, num_frames, per_frame, dim, SAME=SAME_TOKEN, KNN=self.knn, BLOCK_ROWS=_BLOCK_ROWS,
+                BLOCK_KEPT=_BLOCK_KEPT, BLOCK_D=_BLOCK_D, BLOCK_M=block_m, IEEE=ieee, num_stages=_STAGES)
+            _score_kernel[grid](self.in_frame, self.plan, density, score, position, num_frames, per_frame,
+                                BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
+            _rank_kernel[grid](self.plan, score, self.keep, self.kept, position, num_frames, per_frame,
+                               BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
 
 
-class _Graph:
-    """A ``_Workspace`` whose ``run(T)`` is captured as a CUDA graph (launches past a video's
-    longest segment find nothing to do and exit)."""
-
-    def __init__(self, workspace: _Workspace) -> None:
-        self.workspace = workspace
-        workspace.run(workspace.shape[0])  # compiles the kernels before the capture
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-            workspace.run(workspace.shape[0])
-
-    def replay(self) -> None:
-        self.graph.replay()
+_WORKSPACES: OrderedDict[tuple, _Workspace] = OrderedDict()
+_MAX_WORKSPACES = 4  # shapes kept (a 32-frame bf16 7B-shape video: ~55 MB of buffers)
 
 
-_GRAPHS: OrderedDict[tuple, _Graph] = OrderedDict()
-_MAX_GRAPHS = 8  # shapes kept (a 32-frame bf16 7B-shape video: ~50 MB of buffers)
-
-
-def _graph_for(tokens: torch.Tensor, knn: int) -> _Graph:
+def _workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
     key = (tokens.device, tokens.dtype, tuple(tokens.shape), knn)
-    if key in _GRAPHS:
-        _GRAPHS.move_to_end(key)
+    if key in _WORKSPACES:
+        _WORKSPACES.move_to_end(key)
     else:
-        _GRAPHS[key] = _Graph(_Workspace(*tokens.shape, tokens.dtype, knn, tokens.device))
-        if len(_GRAPHS) > _MAX_GRAPHS:
-            _GRAPHS.popitem(last=False)
-    return _GRAPHS[key]
+        _WORKSPACES[key] = _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
+        if len(_WORKSPACES) > _MAX_WORKSPACES:
+            _WORKSPACES.popitem(last=False)
+    return _WORKSPACES[key]
+
+
+def _run_as_graph(workspace: _Workspace, positions: int) -> None:
+    """``workspace.run(positions)`` through a CUDA graph: the first time for this number of
+    positions it runs directly (compiling the kernels if needed) and is then captured;
+    afterwards the graph is replayed."""
+    graph = workspace.graphs.get(positions)
+    if graph is not None:
+        graph.replay()
+        return
+    workspace.run(positions)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        workspace.run(positions)  # recorded, not executed
+    workspace.graphs[positions] = graph
 
 
 def _plan(segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
@@ -367,19 +373,15 @@ def select_tokens_triton(
     Returns:
         ``(T, M)`` bool mask of the kept tokens, ``frame_budgets[t]`` True in row t.
 
-    On CUDA the launches replay a CUDA graph captured on the first video of each shape; under
-    the interpreter they run directly, up to the longest segment.
+    On CUDA the launches replay a CUDA graph (one per shape and longest-segment length,
+    captured the first time); under the interpreter they run directly.
     """
-    plan = _plan(segments, frame_budgets)
+    workspace = _workspace_for(tokens, knn) if tokens.is_cuda else _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
+    workspace.tokens.copy_(tokens)
+    workspace.plan.copy_(_plan(segments, frame_budgets), non_blocking=True)
+    positions = max(len(segment) for segment in segments)
     if tokens.is_cuda:
-        graph = _graph_for(tokens, knn)
-        workspace = graph.workspace
-        workspace.tokens.copy_(tokens)
-        workspace.plan.copy_(plan, non_blocking=True)
-        graph.replay()
+        _run_as_graph(workspace, positions)
     else:
-        workspace = _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
-        workspace.tokens.copy_(tokens)
-        workspace.plan.copy_(plan)
-        workspace.run(max(len(segment) for segment in segments))
+        workspace.run(positions)
     return workspace.keep.clone().view(torch.bool)
