@@ -42,6 +42,7 @@ _BLOCK_ROWS = 32  # tokens of one frame merged per program
 _BLOCK_KEPT = 64  # guide tokens per matmul tile of a merge
 _BLOCK_D = 64  # feature chunk of the matmul
 _STAGES = 3  # software-pipelining depth of the merge's feature loop
+_IN_FRAME_TILE = 64  # rows and columns of one in-frame distance tile
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -69,6 +70,15 @@ def _insert(value, r0, r1, r2, r3, r4):
     r3 = low
     r4 = tl.minimum(r4, value)
     return r0, r1, r2, r3, r4
+
+
+@triton.jit
+def _pop_smallest(dist, cols, missing):
+    """``(R, C)``: each row's smallest entry, and ``dist`` with its first occurrence set to inf
+    (``cols`` are the column ids, ``missing`` an id past them)."""
+    smallest = tl.min(dist, axis=1)
+    first = tl.min(tl.where(dist == smallest[:, None], cols[None, :], missing), axis=1)
+    return smallest, tl.where(cols[None, :] == first[:, None], float("inf"), dist)
 
 
 @triton.jit
@@ -113,10 +123,8 @@ def _merge_guide(tokens, inv_norms, nearest, kept, frame, source, rows, row_ok, 
         dist = tl.where(col_ok[None, :], dist, big)
         # The KNN smallest of this tile, one at a time, each inserted into the running list.
         for _ in tl.static_range(KNN):
-            smallest = tl.min(dist, axis=1)
+            smallest, dist = _pop_smallest(dist, cols, BLOCK_KEPT + start)
             r0, r1, r2, r3, r4 = _insert(smallest, r0, r1, r2, r3, r4)
-            first = tl.min(tl.where(dist == smallest[:, None], cols[None, :], BLOCK_KEPT + start), axis=1)
-            dist = tl.where(cols[None, :] == first[:, None], big, dist)
     merged = tl.where(slot[None, :] == 0, r0[:, None], big)
     merged = tl.where(slot[None, :] == 1, r1[:, None], merged)
     merged = tl.where(slot[None, :] == 2, r2[:, None], merged)
@@ -210,10 +218,8 @@ def _density_kernel(tokens, inv_norms, in_frame, plan, nearest, kept, density, p
             dist = tl.where(cols[None, :] == rows[:, None], big, dist)
             total = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
             for r in tl.static_range(KNN):
-                smallest = tl.min(dist, axis=1)
+                smallest, dist = _pop_smallest(dist, cols, BLOCK_M)
                 total += tl.where(r < k, smallest, 0.0)
-                first = tl.min(tl.where(dist == smallest[:, None], cols[None, :], BLOCK_M), axis=1)
-                dist = tl.where(cols[None, :] == first[:, None], big, dist)
             value = tl.where(k > 0, tl.exp(-(total / tl.maximum(k, 1).to(tl.float32))), 1.0)
         else:  # eq. 9: 1 - exp(-mean distance to the k nearest guide tokens)
             tl.debug_barrier()  # this program's own merge wrote these rows
@@ -301,10 +307,10 @@ class _Workspace:
         num_frames, per_frame, dim = self.shape
         ieee = self.tokens.dtype == torch.float32
         self.keep.zero_()
-        tile = 64
-        _in_frame_kernel[(num_frames, triton.cdiv(per_frame, tile), triton.cdiv(per_frame, tile))](
+        tiles = triton.cdiv(per_frame, _IN_FRAME_TILE)
+        _in_frame_kernel[(num_frames, tiles, tiles)](
             self.tokens, self.inv_norms, self.in_frame, self.nearest, per_frame, dim,
-            SAME=SAME_TOKEN, KNN=self.knn, BLOCK=tile, BLOCK_D=_BLOCK_D, IEEE=ieee)
+            SAME=SAME_TOKEN, KNN=self.knn, BLOCK=_IN_FRAME_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee)
         grid = (triton.cdiv(per_frame, _BLOCK_ROWS), num_frames)
         block_m = max(16, triton.next_power_of_2(per_frame))
         density, score = self.scratch
