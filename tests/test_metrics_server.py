@@ -1,7 +1,8 @@
 """mmgvid_* metrics on a real CPU vLLM server's /metrics, with one and with two API servers,
 and the deploy/ Prometheus rules and Grafana dashboard queried through a real Prometheus.
 
-One server at a time (module-scoped, parametrised by ``--api-server-count``). Each request
+One server at a time (module-scoped, parametrised by ``--api-server-count``; with 2, ``VllmServer``
+starts it through vLLM's CLI ``serve``, and the test checks that two API-server processes run). Each request
 carries a distinct video, so each one is pruned (no encoder-cache hit) and observed once.
 The Prometheus test needs the Debian package ``prometheus`` (``prometheus`` and ``promtool``);
 it is skipped without it.
@@ -95,6 +96,18 @@ def scrape(server: VllmServer) -> dict[str, list]:
 
 def total(samples, name: str, **labels) -> float:
     return sum(s.value for s in samples.get(name, []) if labels.items() <= s.labels.items())
+
+
+def test_api_server_processes(client):
+    """--api-server-count 2 really runs two API-server processes (vLLM's CLI titles them
+    VLLM::APIServer_<i>); with one, the launched process serves and no such process exists."""
+    pids = client.server.api_server_pids()
+    if client.api_servers == 1:
+        assert pids == [], pids
+    else:
+        assert len(pids) == client.api_servers, (pids, client.server.log_tail(40))
+        log = client.server.log_path.read_text(errors="replace")
+        assert f"Started {client.api_servers} API server processes" in log, client.server.log_tail(40)
 
 
 def test_token_totals_and_histogram_counts(client):

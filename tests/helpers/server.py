@@ -1,9 +1,12 @@
 """Start a real vLLM OpenAI-compatible server for tests.
 
-``VllmServer`` runs ``python -m vllm.entrypoints.openai.api_server`` as a child
-process (in its own process group, so vLLM's engine-core and worker processes
-are cleaned up with it), logs to a temporary file, waits for ``/health`` and
-stops cleanly. Use it as a context manager, typically from a module-scoped
+``VllmServer`` runs the command ``mmgvid serve`` would run
+(``mmgvid_vllm.cli.vllm_server_command``): ``python -m vllm.entrypoints.openai.api_server``,
+or, with ``--api-server-count N`` (N > 1) in ``extra_args``, vLLM's CLI ``serve`` (through
+``python -m mmgvid_vllm.cli vllm-cli``), the only entry point that really starts N API-server
+processes. It runs as a child process (in its own process group, so vLLM's engine-core, worker
+and API-server processes are cleaned up with it), logs to a temporary file, waits for
+``/health`` and stops cleanly. Use it as a context manager, typically from a module-scoped
 pytest fixture::
 
     @pytest.fixture(scope="module")
@@ -23,7 +26,8 @@ Plugins: vLLM loads *every* installed ``vllm.general_plugins`` entry point
 
 ``CPU_DEFAULT_ARGS`` are the flags the tiny model needs on a CPU-only machine;
 they are used when ``extra_args`` is None. Flags in ``extra_args`` are passed
-verbatim after ``--model/--host/--port``.
+verbatim after ``--model/--host/--port``. ``api_server_pids()`` lists the processes vLLM
+started as extra API servers (none with one API server: the launched process serves itself).
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import psutil
 import requests
+
+from mmgvid_vllm.cli import vllm_server_command
 
 __all__ = ["CPU_DEFAULT_ARGS", "VllmServer", "ServerStartError", "free_port"]
 
@@ -103,13 +110,8 @@ class VllmServer:
     # -- lifecycle ---------------------------------------------------------
     @property
     def command(self) -> list[str]:
-        return [
-            self.python, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", self.model,
-            "--host", self.host,
-            "--port", str(self.port),
-            *self.extra_args,
-        ]
+        args = ["--host", self.host, "--port", str(self.port), *self.extra_args]
+        return vllm_server_command(self.model, args, python=self.python)
 
     @property
     def url(self) -> str:
@@ -218,6 +220,19 @@ class VllmServer:
             return ""
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+    def api_server_pids(self) -> list[int]:
+        """PIDs of the API-server processes vLLM's CLI started (titled ``VLLM::APIServer_<i>``)."""
+        if self.proc is None:
+            return []
+        pids = []
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                if " ".join(child.cmdline()).startswith("VLLM::APIServer"):
+                    pids.append(child.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return sorted(pids)
 
     def served_model(self) -> str:
         """The id under which the model is served (first entry of /v1/models)."""
