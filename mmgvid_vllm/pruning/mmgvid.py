@@ -78,5 +78,4 @@ def mmgvid_keep_mask(
     budgets = frame_budgets(segments, zscores, per_frame, keep, options.floor_ratio(retention))
     if token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn):
         return token_selection_triton.select_tokens_triton(tokens, segments, budgets, options.knn)
-    work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
-    return select_tokens(work, segments, budgets, options.knn)
+    return select_tokens(tokens.to(accumulate), segments, budgets, options.knn)
