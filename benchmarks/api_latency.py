@@ -61,7 +61,7 @@ def _median_ms(values: list[float]) -> float:
 
 
 # -- offline ---------------------------------------------------------------------------------
-def _processors(model: str, server_mm_kwargs: dict | None):
+def build_processors(model: str, server_mm_kwargs: dict | None):
     """(vanilla, plugin) processors of ``model``, built as the API server builds its own."""
     from vllm.engine.arg_utils import EngineArgs
     from vllm.model_executor.models.llava_onevision import LlavaOnevisionForConditionalGeneration
@@ -81,7 +81,7 @@ def _processors(model: str, server_mm_kwargs: dict | None):
     )
 
 
-def _prompt_ids(processor) -> list[int]:
+def video_prompt_ids(processor) -> list[int]:
     tokenizer = processor.info.get_tokenizer()
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": PROMPT}]}]
     hf = processor.info.get_hf_processor()
@@ -98,8 +98,8 @@ def run_offline(args) -> dict:
     from mmgvid_vllm.tiny_model import ensure_tiny_model
 
     model = args.model or str(ensure_tiny_model())
-    vanilla, plugin = _processors(model, json.loads(args.server_mm_kwargs) if args.server_mm_kwargs else None)
-    prompt = _prompt_ids(vanilla)
+    vanilla, plugin = build_processors(model, json.loads(args.server_mm_kwargs) if args.server_mm_kwargs else None)
+    prompt = video_prompt_ids(vanilla)
     media_io_kwargs = {"video": {"video_backend": args.video_backend}} if args.video_backend else {}
     connector = MediaConnector(media_io_kwargs=media_io_kwargs)
     ctx = vanilla.info.ctx

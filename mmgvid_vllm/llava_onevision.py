@@ -26,12 +26,16 @@ Choices:
   embeddings are vanilla vLLM's.
 * Request values are validated in ``apply``, before hashing and processing, so a bad
   value is a ``ValueError`` in the API server (HTTP 400), never an engine error.
-* API-server cost: the override adds about 1 ms per request (validation, two small fields,
-  the shortened placeholder list, metrics) to vanilla vLLM's ~100 ms of video decoding and
-  HF preprocessing per 32-frame 384 px video on one CPU thread. The HF processor is vLLM's
-  cached instance: the ``mmgvid_*`` keys are stripped before vLLM looks it up or calls it,
-  so no per-request processor is built. Measured by ``benchmarks/api_latency.py``
-  (``benchmarks/results/api_latency_cpu.md``).
+* Pruned videos travel unnormalised (``pixels``): for a pruned request with videos and no
+  images, the processor asks the HF video processor for its resized uint8 frames only,
+  casts them to the model dtype and sends each video's normalisation along
+  (``mmgvid_pixel_normalization``); the model normalises on its device, bit-identically to
+  vanilla's pixels. Offline on the CPU (``benchmarks/api_latency.py``) the API server's
+  processing of a 32-frame 384 px video drops from ~80 to ~12 ms (no float32
+  rescale/normalise, no stacked copy, no throwaway 6273-token text). Retention
+  1.0 keeps vanilla's float path, so pruning off stays exactly vanilla vLLM (the baseline
+  of every benchmark); so do requests that override the HF normalisation or mix in images. The ``mmgvid_*`` request keys are stripped before vLLM looks up or calls
+  its cached HF processor, so no per-request processor is built.
 * Images and video embeddings passed in by the user are not pruned.
 * A ``prune`` failure in the engine (non-finite features) falls back to uniform
   selection of the same count instead of failing the batch.
@@ -60,6 +64,7 @@ from vllm.multimodal.processing import PromptReplacement, PromptUpdate
 
 from . import metrics
 from .config import METHOD_KEY, RETENTION_KEY, PruningConfig, resolve_request, server_config
+from .pixels import fused_normalization, identity_normalization, is_identity, normalize_video
 from .pruning import METHODS, num_kept, prune
 from .vllm_compat import HFProcessorHook
 
@@ -70,6 +75,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+PIXEL_NORMALIZATION_KEY = "mmgvid_pixel_normalization"
 
 FRAME_TOKENS = 196  # pooled tokens per 384x384 frame (27x27 patches, 2x2 pooling)
 MAX_FRAMES_PER_VISION_PASS = 32
@@ -93,14 +100,46 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
         metrics.record_videos(self.info, inputs.mm_data_items, outputs, pruning)
         return outputs
 
+    def _sends_raw_videos(self, mm_counts: Mapping[str, int], mm_kwargs: Mapping[str, object]) -> bool:
+        """Whether this request's videos go to the model unnormalised (``pixels``): pruned
+        requests with videos and no images (those keep vLLM's joint path), unless the HF
+        normalisation is overridden."""
+        if not mm_counts.get("video") or mm_counts.get("image") or self.info.get_video_pruning(mm_kwargs).retention >= 1.0:
+            return False
+        video_processor = self.info.get_hf_processor().video_processor
+        return fused_normalization(video_processor, self.info.ctx.get_merged_mm_kwargs(mm_kwargs)) is not None
+
+    def _process_videos_raw(self, videos: Sequence[object], hf_kwargs: Mapping[str, object]) -> dict[str, object]:
+        """``pixel_values_videos``: one ``(T, C, H, W)`` tensor per video, the HF video processor's
+        uint8 frames (sampled and resized as vanilla) before its rescale and normalise, in the
+        model dtype (no text, no float32 copies); ``mmgvid_pixel_normalization`` (V, 2, C): that
+        normalisation."""
+        video_processor = self.info.get_hf_processor(**hf_kwargs).video_processor
+        # The request's and server's kwargs that the video processor takes, as the HF processor routes them.
+        merged = self.info.ctx.get_merged_mm_kwargs(hf_kwargs)
+        kwargs = {k: v for k, v in merged.items() if k in video_processor.valid_kwargs.__annotations__}
+        kwargs.update(do_rescale=False, do_normalize=False, return_tensors="pt")
+        pixels = []
+        for video in videos:
+            try:
+                raw = video_processor(videos=video, **kwargs)["pixel_values_videos"][0]
+            except Exception as exc:  # as vLLM's call_hf_processor: HTTP 400
+                raise ValueError(f"Failed to apply {type(video_processor).__name__} with kwargs={kwargs}") from exc
+            pixels.append(raw.to(self.info.ctx.model_config.dtype))
+        normalization = fused_normalization(video_processor, {})
+        return {"pixel_values_videos": pixels, PIXEL_NORMALIZATION_KEY: normalization.repeat(len(pixels), 1, 1)}
+
     def _add_pruning_fields(self, outputs: BatchFeature, mm_kwargs: Mapping[str, object]) -> BatchFeature:
-        """Add ``mmgvid_retention`` (V,) float64 and ``mmgvid_method`` (V,) int64
-        (index into ``METHODS``) for the V videos in ``pixel_values_videos``."""
+        """Add ``mmgvid_retention`` (V,) float64 and ``mmgvid_method`` (V,) int64 (index into
+        ``METHODS``) for the V videos in ``pixel_values_videos``, and their identity
+        ``mmgvid_pixel_normalization`` (V, 2, C) unless they are unnormalised."""
         videos = outputs.get("pixel_values_videos")
         if videos is not None:
             pruning = self.info.get_video_pruning(mm_kwargs)
             outputs[RETENTION_KEY] = torch.full((len(videos),), pruning.retention, dtype=torch.float64)
             outputs[METHOD_KEY] = torch.full((len(videos),), METHODS.index(pruning.method), dtype=torch.int64)
+            if PIXEL_NORMALIZATION_KEY not in outputs:
+                outputs[PIXEL_NORMALIZATION_KEY] = torch.stack([identity_normalization(v.shape[-3]) for v in videos])
         return outputs
 
     def _get_mm_fields_config(
@@ -110,7 +149,10 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
     ) -> Mapping[str, MultiModalFieldConfig]:
         return dict(
             super()._get_mm_fields_config(hf_inputs, hf_processor_mm_kwargs),
-            **{key: MultiModalFieldConfig.batched("video", keep_on_cpu=True) for key in (RETENTION_KEY, METHOD_KEY)},
+            **{
+                key: MultiModalFieldConfig.batched("video", keep_on_cpu=True)
+                for key in (RETENTION_KEY, METHOD_KEY, PIXEL_NORMALIZATION_KEY)
+            },
         )
 
     def _get_prompt_updates(
@@ -156,11 +198,17 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.mmgvid_config = server_config()  # for the server-wide MMG-Vid hyper-parameters
         self.mmgvid_model_name = vllm_config.model_config.served_model_name  # metrics label
+        self.mmgvid_pixel_dtype = vllm_config.model_config.dtype  # what vLLM casts normalised pixels to
         # Frames per vision-tower pass: one unpruned 32-frame video, or what the token budget admits.
         budget_frames = vllm_config.scheduler_config.max_num_batched_tokens // FRAME_TOKENS
         self.mmgvid_frame_chunk = max(1, min(MAX_FRAMES_PER_VISION_PASS, budget_frames))
 
     def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
+        normalization = kwargs.pop(PIXEL_NORMALIZATION_KEY, None)  # (V, 2, C) or V x (2, C), on the CPU
+        if normalization is not None and kwargs.get("pixel_values_videos") is not None:
+            normalization = torch.stack(list(normalization))
+            if not is_identity(normalization):  # some videos came unnormalised (vanilla ones: untouched)
+                kwargs["pixel_values_videos"] = self._normalize_videos(kwargs["pixel_values_videos"], normalization)
         pixels = super()._parse_and_validate_video_input(**kwargs)
         if pixels is None:
             return None
@@ -172,6 +220,12 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
             [1.0] * num_videos if retention is None else [float(r) for r in retention],
             ["mmgvid"] * num_videos if method is None else [METHODS[int(m)] for m in method],
         )
+
+    def _normalize_videos(self, videos, normalization: torch.Tensor):
+        """``(V, T, C, H, W)`` tensor or V ``(T_v, C, H, W)`` tensors, unnormalised or not, with
+        their ``(V, 2, C)`` normalisation -> the same layout, normalised, in the model dtype."""
+        normalized = [normalize_video(video, norm, self.mmgvid_pixel_dtype) for video, norm in zip(videos, normalization)]
+        return torch.stack(normalized) if isinstance(videos, torch.Tensor) else normalized
 
     def _video_pixels_to_features(self, vision_tower, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(F, C, H, W)`` frames -> ``(F, M, D)`` pooled features, a few frames at a time.

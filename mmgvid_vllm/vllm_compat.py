@@ -9,7 +9,9 @@ Compared sources (``vllm/model_executor/models/llava_onevision.py``,
   tuple, and the HF call itself is ``_call_hf_processor(prompt, mm_data, mm_kwargs,
   tok_kwargs)`` (LLaVA-OneVision overrides that one). ``HFProcessorHook`` wraps whichever
   exists. Both versions reach it for every processed (not cached) item, in the
-  cached and uncached paths.
+  cached and uncached paths. For the plugin's own (unnormalised) video processing, 0.32's
+  ``_get_hf_mm_inputs`` gives the videos as vLLM hands them to HF; 0.26 gets them in
+  ``mm_data["videos"]``, and its text-only HF call is the one vanilla makes for the prompt.
 * Per-request ``mm_processor_kwargs``. 0.32 rejects them (HTTP 400) unless the server
   runs with ``--trust-request-mm-kwargs``; 0.26 has no such flag and always accepts
   them. ``request_mm_kwargs_server_args()`` gives the flag where it exists.
@@ -60,9 +62,17 @@ class HFProcessorHook:
     """Mixin (put it before vLLM's processor class) around vLLM's call of the HF processor.
 
     The HF processor gets the request's ``mm_processor_kwargs`` without the ``mmgvid_*``
-    keys; its output then goes through ``self._add_pruning_fields(outputs, mm_kwargs)``
-    with the full kwargs.
+    keys. Where ``self._sends_raw_videos(mm_counts, mm_kwargs)``, the videos skip vLLM's
+    HF call (which then sees the text and no media, as vanilla's own video path does) and
+    come from ``self._process_videos_raw(videos, hf_kwargs)`` (unnormalised pixels). The result then goes
+    through ``self._add_pruning_fields(outputs, mm_kwargs)`` with the full kwargs.
     """
+
+    def _sends_raw_videos(self, mm_counts: Mapping[str, int], mm_kwargs: Mapping[str, object]) -> bool:
+        raise NotImplementedError
+
+    def _process_videos_raw(self, videos: Sequence[object], hf_kwargs: Mapping[str, object]) -> dict:
+        raise NotImplementedError
 
     def _add_pruning_fields(self, outputs: BatchFeature, mm_kwargs: Mapping[str, object]) -> BatchFeature:
         raise NotImplementedError
@@ -70,14 +80,27 @@ class HFProcessorHook:
     if _HF_MAIN_TAKES_PROMPT:  # vLLM <= 0.26
 
         def _call_hf_processor(self, prompt, mm_data, mm_kwargs, tok_kwargs) -> BatchFeature:
-            outputs = super()._call_hf_processor(prompt, mm_data, strip_request_keys(mm_kwargs), tok_kwargs)
+            hf_kwargs = strip_request_keys(mm_kwargs)
+            counts = {"video": len(mm_data.get("videos") or ()), "image": len(mm_data.get("images") or ())}
+            if self._sends_raw_videos(counts, mm_kwargs):
+                text_only = {k: v for k, v in mm_data.items() if k != "videos"}
+                outputs = super()._call_hf_processor(prompt, text_only, hf_kwargs, tok_kwargs)
+                outputs.update(self._process_videos_raw(mm_data["videos"], hf_kwargs))
+            else:
+                outputs = super()._call_hf_processor(prompt, mm_data, hf_kwargs, tok_kwargs)
             return self._add_pruning_fields(outputs, mm_kwargs)
 
     else:  # vLLM 0.32
 
         def _apply_hf_processor_main(self, mm_items, hf_kwargs) -> BatchFeature:
-            outputs = super()._apply_hf_processor_main(mm_items, strip_request_keys(hf_kwargs))
-            return self._add_pruning_fields(outputs, hf_kwargs)
+            request_kwargs, hf_kwargs = hf_kwargs, strip_request_keys(hf_kwargs)
+            if self._sends_raw_videos(mm_items.get_all_counts(), request_kwargs):
+                # What vLLM's video path returns, with the videos' pixels from the plugin.
+                hf_data, _, passthrough = self._get_hf_mm_inputs(mm_items, hf_kwargs)
+                outputs = BatchFeature({**passthrough, **self._process_videos_raw(hf_data["videos"], hf_kwargs)})
+            else:
+                outputs = super()._apply_hf_processor_main(mm_items, hf_kwargs)
+            return self._add_pruning_fields(outputs, request_kwargs)
 
 
 def request_mm_kwargs_server_args() -> list[str]:

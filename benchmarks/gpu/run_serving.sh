@@ -4,7 +4,7 @@
 # LLaVA-OneVision-7B-shaped model with dummy weights and the mmgvid plugin, and measures
 # TTFT / prefill, baseline vs pruned, in one run. The server is started in its own session
 # and left running for later calls in the same lease (benchmarks/gpu/run_load.sh, run_capacity.sh).
-# Env: API_SERVERS (1), REPEATS (10), SKIP_PRUNE_SPEED / SKIP_TTFT (unset: time the pruning first /
+# Env: API_SERVERS (1), REPEATS (10), PREFILL_GRAPHS_UP_TO (2048, below), SKIP_PRUNE_SPEED / SKIP_TTFT (unset: time the pruning first /
 # run ttft.py after the start). Run again in the same lease to restart the server (other API_SERVERS).
 # Results land in $OUT.
 #
@@ -35,6 +35,16 @@ if [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null; then
   for i in $(seq 1 60); do kill -0 -- "-$old" 2>/dev/null || break; sleep 1; done
   kill -KILL -- "-$old" 2>/dev/null || true; sleep 2
 fi
+# PREFILL_GRAPHS_UP_TO (default 2048): vLLM captures CUDA graphs for steps of up to 512 tokens by
+# default, so a pruned 32-frame prompt (645-1586 tokens) is prefilled eagerly, its ~28 layers of
+# launches on this host's slow CPU. Capturing sizes up to 2048 tokens (every 64 above 512) graphs
+# those prefills; the unpruned 6290-token prompt stays eager either way. 0 = vLLM's default.
+# One server serves every configuration, so baseline and pruned run with the same setting.
+PREFILL_GRAPHS_UP_TO=${PREFILL_GRAPHS_UP_TO:-2048}
+graphs=()
+if [ "$PREFILL_GRAPHS_UP_TO" -gt 512 ]; then
+  graphs=(--compilation-config "$(python3 -c "import json, sys; n = int(sys.argv[1]); print(json.dumps({'cudagraph_capture_sizes': [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, 513, 16)) + list(range(576, n + 1, 64))}))" "$PREFILL_GRAPHS_UP_TO")")
+fi
 if curl -sf localhost:8000/health >/dev/null; then echo "port 8000 is served by a server this script did not start"; exit 1; fi
 if [ "$API_SERVERS" -gt 1 ]; then
   launch=(env VLLM_PLUGINS=mmgvid python3 -m vllm.entrypoints.cli.main serve)
@@ -48,7 +58,7 @@ fi
 # An absolute path: transformers reads a relative one that starts with "." as a hub id.
 VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-1} setsid "${launch[@]}" "$PWD/.gpu-model/llava-ov-7b" --load-format dummy --served-model-name llava-ov-7b \
   --max-model-len 16384 --max-num-batched-tokens 16384 --no-enable-prefix-caching --mm-processor-cache-gb 0 \
-  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 ${extra[@]+"${extra[@]}"} > /tmp/server.log 2>&1 < /dev/null &
+  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 ${graphs[@]+"${graphs[@]}"} ${extra[@]+"${extra[@]}"} > /tmp/server.log 2>&1 < /dev/null &
 SERVER=$!
 echo $SERVER > /tmp/server.pid
 for i in $(seq 1 240); do

@@ -1,0 +1,75 @@
+"""Video pixels sent to the engine unnormalised, normalised there.
+
+vLLM's LLaVA-OneVision path runs the whole HF processor in the API server for every video:
+uint8 frames -> float32 rescale and normalise -> a stacked copy -> cast to the model dtype,
+and tokenises a throwaway text of ``T * 196`` video tokens. For a 32-frame 384x384 video
+that is most of the API server's time per request. For pruned requests the plugin instead
+asks the HF video processor for its resized uint8 frames only (``do_rescale=False,
+do_normalize=False``), casts them to the model dtype, and the model applies the
+processor's normalisation on its device. (vLLM 0.32 has the same idea as
+``--mm-device-do-normalize`` for some models; LLaVA-OneVision is not one, and 0.26 lacks it.)
+
+Why the model dtype and not uint8 (half the bytes): vLLM batches same-shape videos of a
+step with ``torch.stack(batch, out=<first video's dtype>)``, so a uint8 video next to a
+vanilla (normalised, model-dtype) one fails in the engine. bf16 / fp16 / fp32 hold the
+integers 0..255 exactly, so the cast loses nothing.
+
+Exactness: HF's fast video processor fuses rescale and normalise into
+``(x.float() - mean / rescale) / (std / rescale)`` in float32 (``_fuse_mean_std_and_rescale_
+factor``); :func:`normalize_video` computes the same IEEE float32 subtraction and division,
+then rounds to the model dtype as vLLM's ``_postprocess_output`` does, so the model sees
+bit-identical pixels (tested against the HF processor).
+
+Each video carries its own ``(2, C)`` normalisation ``[mean, std]`` in pixel units, the
+identity (``[0, 1]``) for pixels the HF processor already normalised, because one batch
+can hold both kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+__all__ = [
+    "NORMALIZATION_KWARGS",
+    "fused_normalization",
+    "identity_normalization",
+    "is_identity",
+    "normalize_video",
+]
+
+# HF video-processor settings the normalisation depends on; a request or server that sets any
+# of them gets vanilla processing (the plugin does not re-derive HF's rules for overrides).
+NORMALIZATION_KWARGS = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+
+
+def fused_normalization(video_processor, mm_kwargs: Mapping[str, object]) -> torch.Tensor | None:
+    """``(2, C)`` float32 ``[mean, std]`` in 0..255 pixel units of ``video_processor``'s rescale +
+    normalise, or ``None`` when ``mm_kwargs`` override them or the processor does not do both."""
+    if any(key in mm_kwargs for key in NORMALIZATION_KWARGS):
+        return None
+    if not (video_processor.do_rescale and video_processor.do_normalize):
+        return None
+    to_pixel_units = 1.0 / video_processor.rescale_factor
+    mean = torch.tensor(video_processor.image_mean, dtype=torch.float32) * to_pixel_units
+    std = torch.tensor(video_processor.image_std, dtype=torch.float32) * to_pixel_units
+    return torch.stack((mean, std))
+
+
+def identity_normalization(channels: int) -> torch.Tensor:
+    """``(2, C)`` ``[0, 1]``: pixels that are already normalised."""
+    return torch.stack((torch.zeros(channels), torch.ones(channels)))
+
+
+def is_identity(normalizations: torch.Tensor) -> bool:
+    """Whether ``(..., 2, C)`` normalisations are all the identity."""
+    return bool((normalizations[..., 0, :] == 0).all() and (normalizations[..., 1, :] == 1).all())
+
+
+def normalize_video(pixels: torch.Tensor, normalization: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(T, C, H, W)`` pixels (0..255 in any dtype, or normalised) -> ``(T, C, H, W)`` in
+    ``dtype``: ``(x - mean) / std`` in float32 with ``normalization`` ``(2, C)`` = ``[mean, std]``
+    (exact for the identity)."""
+    mean, std = normalization.to(pixels.device, torch.float32, non_blocking=True)[:, :, None, None]
+    return ((pixels.float() - mean) / std).to(dtype)
