@@ -1,4 +1,4 @@
-"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, two launches per frame position.
+"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, one launch per frame position.
 
 Same result as ``token_selection.select_tokens`` (the same equations, choices and tie rules;
 only floating-point summation order differs), built for speed on CUDA:
@@ -10,14 +10,13 @@ only floating-point summation order differs), built for speed on CUDA:
   token of the segment merges its distances to them (a small matmul with the merge in its
   epilogue). Each (token, guide token) distance is computed exactly once, by many programs
   in parallel, and the frame chosen next only reads its ``k`` numbers per token.
-- Position ``p`` (``p = -1, 0, ..., L-2`` for a longest segment of ``L`` frames) is two
-  dependent launches with no inter-program communication: one parallel over (row block,
-  frame) merges the tokens chosen at ``p`` into all later frames and writes the densities
-  of the frames at ``p + 1`` (eq. 7 or 9); one program per frame at ``p + 1`` then computes
-  its scores (eq. 8 / 10) and ranks them, which gives the kept tokens (the top ``b``, ties
-  to the lower index).
+- Position ``p`` (``p = -1, 0, ..., L-2`` for a longest segment of ``L`` frames) is three
+  launches, each parallel over (row block, frame) with no inter-program communication:
+  merge the tokens chosen at ``p`` into all later frames and write the densities of the
+  frames at ``p + 1`` (eq. 7 or 9); their scores (eq. 8 / 10); their ranks, which give the
+  kept tokens (the top ``b``, ties to the lower index).
 - On CUDA all launches are one CUDA graph per input shape, captured on first use and
-  replayed (the host cost of ``2T + 1`` Triton launches would exceed the GPU time).
+  replayed (the host cost of ``3T + 1`` Triton launches would exceed the GPU time).
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -44,8 +43,6 @@ _BLOCK_KEPT = 64  # guide tokens per matmul tile of a merge
 _BLOCK_D = 64  # feature chunk of the matmul
 _STAGES = 3  # software-pipelining depth of the merge's feature loop
 _IN_FRAME_TILE = 64  # rows and columns of one in-frame distance tile
-_BLOCK_COLS = 32  # columns per step of a frame's score and rank loops (all its rows at once)
-_SELECT_WARPS = 8  # warps of the one program that scores and ranks a frame
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -242,65 +239,48 @@ def _density_kernel(tokens, inv_norms, in_frame, plan, nearest, kept, density, p
 
 
 @triton.jit
-def _frame_scores(in_frame, density, base, M, BLOCK_M: tl.constexpr, BLOCK_COLS: tl.constexpr):
-    """``(BLOCK_M,)`` score ``density * separation`` (eq. 8 / 10) of every token of the frame
-    whose first token is ``base``; separation is the distance to the nearest strictly denser
-    token of the frame, or the largest distance for the densest. The ``(BLOCK_M, M)``
-    distances are read ``BLOCK_COLS`` columns at a time (min and max do not depend on the
-    order, so the result is exact). Entries past ``M`` are 0 (zero density)."""
-    big = float("inf")
-    rows = tl.arange(0, BLOCK_M)
-    row_ok = rows < M
-    density_i = tl.load(density + base + rows, mask=row_ok, other=0.0)
-    nearest_denser = tl.full((BLOCK_M,), big, tl.float32)
-    farthest = tl.full((BLOCK_M,), -big, tl.float32)
-    for start in range(0, M, BLOCK_COLS):
-        cols = start + tl.arange(0, BLOCK_COLS)
-        col_ok = cols < M
+def _score_kernel(in_frame, plan, density, score, position, T, M,
+                  BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Program ``(row block, frame)``, second launch: for the frame at ``position + 1``, the
+    score ``density * separation`` (eq. 8 / 10) of its rows; separation is the distance to
+    the nearest strictly denser token of the frame, or the largest distance for the densest."""
+    block = tl.program_id(0)
+    frame = tl.program_id(1)
+    if frame - tl.load(plan + frame) == position + 1 and tl.load(plan + T + frame) > 0:
+        big = float("inf")
+        base = frame.to(tl.int64) * M
+        rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        cols = tl.arange(0, BLOCK_M)
+        row_ok, col_ok = rows < M, cols < M
+        density_i = tl.load(density + base + rows, mask=row_ok, other=0.0)
         density_j = tl.load(density + base + cols, mask=col_ok, other=0.0)
         dist = tl.load(in_frame + (base + rows)[:, None] * M + cols[None, :],
                        mask=row_ok[:, None] & col_ok[None, :], other=0.0)
         denser = (density_j[None, :] > density_i[:, None]) & col_ok[None, :]
-        nearest_denser = tl.minimum(nearest_denser, tl.min(tl.where(denser, dist, big), axis=1))
-        farthest = tl.maximum(farthest, tl.max(tl.where(col_ok[None, :], dist, -big), axis=1))
-    separation = tl.where(nearest_denser < big, nearest_denser, farthest)
-    return density_i * separation
+        nearest_denser = tl.min(tl.where(denser, dist, big), axis=1)
+        farthest = tl.max(tl.where(col_ok[None, :], dist, -big), axis=1)
+        separation = tl.where(nearest_denser < big, nearest_denser, farthest)
+        tl.store(score + base + rows, density_i * separation, mask=row_ok)
 
 
 @triton.jit
-def _frame_ranks(score_i, score, base, M, BLOCK_M: tl.constexpr, BLOCK_COLS: tl.constexpr):
-    """``(BLOCK_M,)`` rank of every token of the frame whose first token is ``base`` by its
-    score ``score_i`` (descending, ties to the lower index), counted against the frame's
-    scores stored at ``score + base``, ``BLOCK_COLS`` at a time."""
-    rows = tl.arange(0, BLOCK_M)
-    rank = tl.zeros((BLOCK_M,), dtype=tl.int32)
-    for start in range(0, M, BLOCK_COLS):
-        cols = start + tl.arange(0, BLOCK_COLS)
-        col_ok = cols < M
-        score_j = tl.load(score + base + cols, mask=col_ok, other=-float("inf"))
-        ahead = (score_j[None, :] > score_i[:, None]) | ((score_j[None, :] == score_i[:, None]) & (cols[None, :] < rows[:, None]))
-        rank += tl.sum((ahead & col_ok[None, :]).to(tl.int32), axis=1)
-    return rank
-
-
-@triton.jit
-def _select_kernel(in_frame, plan, density, score, keep, kept, position, T, M,
-                   BLOCK_M: tl.constexpr, BLOCK_COLS: tl.constexpr):
-    """Program ``frame``, second launch of position ``position``: if the frame is at
-    ``position + 1``, its scores (written to ``score``, then read back by this same program)
-    and ranks; the top ``budget`` are kept and listed in ``kept[frame, rank]`` for the next
-    position's merges. One program holds the whole frame, so scoring and ranking need no
-    launch boundary between them."""
-    frame = tl.program_id(0)
+def _rank_kernel(plan, score, keep, kept, position, T, M, BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Program ``(row block, frame)``, third launch: for the frame at ``position + 1``, each
+    row's rank by score (descending, ties to the lower index); the top ``budget`` are kept and
+    listed in ``kept[frame, rank]`` for the next position's merges."""
+    block = tl.program_id(0)
+    frame = tl.program_id(1)
     budget = tl.load(plan + T + frame)
     if frame - tl.load(plan + frame) == position + 1 and budget > 0:
+        big = float("inf")
         base = frame.to(tl.int64) * M
-        rows = tl.arange(0, BLOCK_M)
-        row_ok = rows < M
-        score_i = _frame_scores(in_frame, density, base, M, BLOCK_M, BLOCK_COLS)
-        tl.store(score + base + rows, score_i, mask=row_ok)
-        tl.debug_barrier()  # every thread of the program reads all of the frame's scores
-        rank = _frame_ranks(score_i, score, base, M, BLOCK_M, BLOCK_COLS)
+        rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        cols = tl.arange(0, BLOCK_M)
+        row_ok, col_ok = rows < M, cols < M
+        score_i = tl.load(score + base + rows, mask=row_ok, other=-big)
+        score_j = tl.load(score + base + cols, mask=col_ok, other=-big)
+        ahead = (score_j[None, :] > score_i[:, None]) | ((score_j[None, :] == score_i[:, None]) & (cols[None, :] < rows[:, None]))
+        rank = tl.sum((ahead & col_ok[None, :]).to(tl.int32), axis=1)
         chosen = row_ok & (rank < budget)
         tl.store(keep + base + rows, chosen.to(tl.int8), mask=row_ok)
         tl.store(kept + base + rank, rows, mask=chosen)
@@ -312,7 +292,7 @@ class _Workspace:
     ``run(positions)`` issues the in-frame launch and positions ``-1 .. positions - 2``; it
     allocates nothing and reads only device memory, so on CUDA it is captured in a CUDA graph
     per number of positions (``_run_as_graph``) and replayed: one host call per video
-    instead of ``2 * positions + 1`` Triton launches, whose host-side cost would dominate.
+    instead of ``3 * positions + 1`` Triton launches, whose host-side cost would dominate.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
@@ -345,9 +325,10 @@ class _Workspace:
                 self.tokens, self.inv_norms, self.in_frame, self.plan, self.nearest, self.kept, density,
                 position, num_frames, per_frame, dim, SAME=SAME_TOKEN, KNN=self.knn, BLOCK_ROWS=_BLOCK_ROWS,
                 BLOCK_KEPT=_BLOCK_KEPT, BLOCK_D=_BLOCK_D, BLOCK_M=block_m, IEEE=ieee, num_stages=_STAGES)
-            _select_kernel[(num_frames,)](
-                self.in_frame, self.plan, density, score, self.keep, self.kept, position, num_frames, per_frame,
-                BLOCK_M=block_m, BLOCK_COLS=_BLOCK_COLS, num_warps=_SELECT_WARPS)
+            _score_kernel[grid](self.in_frame, self.plan, density, score, position, num_frames, per_frame,
+                                BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
+            _rank_kernel[grid](self.plan, score, self.keep, self.kept, position, num_frames, per_frame,
+                               BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
 
 
 _WORKSPACES: OrderedDict[tuple, _Workspace] = OrderedDict()
