@@ -4,7 +4,7 @@
 # LLaVA-OneVision-7B-shaped model with dummy weights and the mmgvid plugin, and measures
 # TTFT / prefill, baseline vs pruned, in one run. The server is started in its own session
 # and left running for later calls in the same lease (benchmarks/gpu/run_load.sh, run_capacity.sh).
-# Env: API_SERVERS (1), REPEATS (10), PREFILL_GRAPHS_UP_TO (2048, below), SKIP_PRUNE_SPEED / SKIP_TTFT (unset: time the pruning first /
+# Env: API_SERVERS (1), REPEATS (10), PREFILL_GRAPHS_UP_TO (0, below), SKIP_PRUNE_SPEED / SKIP_TTFT (unset: time the pruning first /
 # run ttft.py after the start). Run again in the same lease to restart the server (other API_SERVERS).
 # Results land in $OUT.
 #
@@ -35,12 +35,12 @@ if [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null; then
   for i in $(seq 1 60); do kill -0 -- "-$old" 2>/dev/null || break; sleep 1; done
   kill -KILL -- "-$old" 2>/dev/null || true; sleep 2
 fi
-# PREFILL_GRAPHS_UP_TO (default 2048): vLLM captures CUDA graphs for steps of up to 512 tokens by
-# default, so a pruned 32-frame prompt (645-1586 tokens) is prefilled eagerly, its ~28 layers of
-# launches on this host's slow CPU. Capturing sizes up to 2048 tokens (every 64 above 512) graphs
-# those prefills; the unpruned 6290-token prompt stays eager either way. 0 = vLLM's default.
+# PREFILL_GRAPHS_UP_TO (default 0 = vLLM's default, CUDA graphs for steps of up to 512 tokens):
+# capture sizes up to N tokens (every 64 above 512), so pruned 32-frame prompts (645-1586 tokens)
+# would be prefilled from graphs too. Measured on the H100 (RESULTS.md): no gain (LLM prefill
+# 39.5 / 24.9 / 20.4 ms with 2048 vs 36.0 / 23.7 / 19.6 without at 0.25 / 0.15 / 0.10), so off.
 # One server serves every configuration, so baseline and pruned run with the same setting.
-PREFILL_GRAPHS_UP_TO=${PREFILL_GRAPHS_UP_TO:-2048}
+PREFILL_GRAPHS_UP_TO=${PREFILL_GRAPHS_UP_TO:-0}
 graphs=()
 if [ "$PREFILL_GRAPHS_UP_TO" -gt 512 ]; then
   graphs=(--compilation-config "$(python3 -c "import json, sys; n = int(sys.argv[1]); print(json.dumps({'cudagraph_capture_sizes': [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, 513, 16)) + list(range(576, n + 1, 64))}))" "$PREFILL_GRAPHS_UP_TO")")
