@@ -20,8 +20,9 @@ Choices:
   that same field, so prompt and embeddings always agree, for concurrent requests with
   different ratios, and for items served from vLLM's processor cache (whose key, the
   multimodal hash, includes the request's ``mm_processor_kwargs``, so the same video at
-  another ratio is another cache entry). The fields are float64 / int64 and stay on
-  the CPU (``keep_on_cpu``): no rounding to the model dtype, no device sync.
+  another ratio is another cache entry). The fields (float64 retention, int64 method,
+  float32 pixel normalisation) stay on the CPU (``keep_on_cpu``): no rounding to the
+  model dtype, no device sync to read them.
 * Retention 1.0 (the default when nothing is configured) skips pruning: prompt and
   embeddings are vanilla vLLM's.
 * Request values are validated in ``apply``, before hashing and processing, so a bad
@@ -34,8 +35,9 @@ Choices:
   processing of a 32-frame 384 px video drops from ~80 to ~12 ms (no float32
   rescale/normalise, no stacked copy, no throwaway 6273-token text). Retention
   1.0 keeps vanilla's float path, so pruning off stays exactly vanilla vLLM (the baseline
-  of every benchmark); so do requests that override the HF normalisation or mix in images. The ``mmgvid_*`` request keys are stripped before vLLM looks up or calls
-  its cached HF processor, so no per-request processor is built.
+  of every benchmark); so do requests that override the HF normalisation or mix in images.
+  The ``mmgvid_*`` request keys are stripped before vLLM looks up or calls its cached HF
+  processor, so no per-request processor is built.
 * Images and video embeddings passed in by the user are not pruned.
 * A ``prune`` failure in the engine (non-finite features) falls back to uniform
   selection of the same count instead of failing the batch.
@@ -104,7 +106,9 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
         """Whether this request's videos go to the model unnormalised (``pixels``): pruned
         requests with videos and no images (those keep vLLM's joint path), unless the HF
         normalisation is overridden."""
-        if not mm_counts.get("video") or mm_counts.get("image") or self.info.get_video_pruning(mm_kwargs).retention >= 1.0:
+        if not mm_counts.get("video") or mm_counts.get("image"):
+            return False
+        if self.info.get_video_pruning(mm_kwargs).retention >= 1.0:
             return False
         video_processor = self.info.get_hf_processor().video_processor
         return fused_normalization(video_processor, self.info.ctx.get_merged_mm_kwargs(mm_kwargs)) is not None
@@ -224,7 +228,8 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
     def _normalize_videos(self, videos, normalization: torch.Tensor):
         """``(V, T, C, H, W)`` tensor or V ``(T_v, C, H, W)`` tensors, unnormalised or not, with
         their ``(V, 2, C)`` normalisation -> the same layout, normalised, in the model dtype."""
-        normalized = [normalize_video(video, norm, self.mmgvid_pixel_dtype) for video, norm in zip(videos, normalization)]
+        dtype = self.mmgvid_pixel_dtype
+        normalized = [normalize_video(video, norm, dtype) for video, norm in zip(videos, normalization)]
         return torch.stack(normalized) if isinstance(videos, torch.Tensor) else normalized
 
     def _video_pixels_to_features(self, vision_tower, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,8 @@ def processors():
 
 def _process(processor, video: np.ndarray, mm_kwargs: dict):
     items = processor.info.parse_mm_data({"video": [video]})
-    out = processor.apply(ProcessorInputs(video_prompt_ids(processor), items, hf_processor_mm_kwargs=mm_kwargs), TimingContext())
+    inputs = ProcessorInputs(video_prompt_ids(processor), items, hf_processor_mm_kwargs=mm_kwargs)
+    out = processor.apply(inputs, TimingContext())
     (item,) = out["mm_kwargs"]["video"]
     return {key: elem.data for key, elem in item.items()}
 
