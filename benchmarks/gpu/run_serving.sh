@@ -4,7 +4,7 @@
 # LLaVA-OneVision-7B-shaped model with dummy weights and the mmgvid plugin, and measures
 # TTFT / prefill, baseline vs pruned, in one run. The server is started in its own session
 # and left running for later calls in the same lease (benchmarks/gpu/run_load.sh, run_capacity.sh).
-# Env: API_SERVERS (1), REPEATS (10), PREFILL_GRAPHS_UP_TO (0, below), SKIP_PRUNE_SPEED / SKIP_TTFT (unset: time the pruning first /
+# Env: API_SERVERS (1), REPEATS (10), PREFILL_GRAPHS_UP_TO (0) and PROFILER_DIR (below), SKIP_PRUNE_SPEED / SKIP_TTFT (unset: time the pruning first /
 # run ttft.py after the start). Run again in the same lease to restart the server (other API_SERVERS).
 # Results land in $OUT.
 #
@@ -45,6 +45,12 @@ graphs=()
 if [ "$PREFILL_GRAPHS_UP_TO" -gt 512 ]; then
   graphs=(--compilation-config "$(python3 -c "import json, sys; n = int(sys.argv[1]); print(json.dumps({'cudagraph_capture_sizes': [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, 513, 16)) + list(range(576, n + 1, 64))}))" "$PREFILL_GRAPHS_UP_TO")")
 fi
+# PROFILER_DIR (unset): serve with vLLM's torch profiler writing there (/start_profile,
+# /stop_profile; benchmarks/gpu/profile_prefill.py drives it).
+profiler=()
+if [ -n "${PROFILER_DIR:-}" ]; then
+  profiler=(--profiler-config "{\"profiler\": \"torch\", \"torch_profiler_dir\": \"$PROFILER_DIR\", \"torch_profiler_with_stack\": false, \"ignore_frontend\": true}")
+fi
 if curl -sf localhost:8000/health >/dev/null; then echo "port 8000 is served by a server this script did not start"; exit 1; fi
 if [ "$API_SERVERS" -gt 1 ]; then
   launch=(env VLLM_PLUGINS=mmgvid python3 -m vllm.entrypoints.cli.main serve)
@@ -58,7 +64,7 @@ fi
 # An absolute path: transformers reads a relative one that starts with "." as a hub id.
 VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-1} setsid "${launch[@]}" "$PWD/.gpu-model/llava-ov-7b" --load-format dummy --served-model-name llava-ov-7b \
   --max-model-len 16384 --max-num-batched-tokens 16384 --no-enable-prefix-caching --mm-processor-cache-gb 0 \
-  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 ${graphs[@]+"${graphs[@]}"} ${extra[@]+"${extra[@]}"} > /tmp/server.log 2>&1 < /dev/null &
+  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 ${graphs[@]+"${graphs[@]}"} ${profiler[@]+"${profiler[@]}"} ${extra[@]+"${extra[@]}"} > /tmp/server.log 2>&1 < /dev/null &
 SERVER=$!
 echo $SERVER > /tmp/server.pid
 for i in $(seq 1 240); do
