@@ -229,8 +229,9 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         """``(V, T, C, H, W)`` tensor or V ``(T_v, C, H, W)`` tensors, unnormalised or not, with
         their ``(V, 2, C)`` normalisation -> the same layout, normalised, in the model dtype."""
         dtype = self.mmgvid_pixel_dtype
-        normalized = [normalize_video(video, norm, dtype) for video, norm in zip(videos, normalization)]
-        return torch.stack(normalized) if isinstance(videos, torch.Tensor) else normalized
+        if isinstance(videos, torch.Tensor):  # one pass over the stacked batch
+            return normalize_video(videos, normalization[:, None], dtype)
+        return [normalize_video(video, norm, dtype) for video, norm in zip(videos, normalization)]
 
     def _video_pixels_to_features(self, vision_tower, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(F, C, H, W)`` frames -> ``(F, M, D)`` pooled features, a few frames at a time.

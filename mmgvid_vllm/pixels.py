@@ -68,8 +68,10 @@ def is_identity(normalizations: torch.Tensor) -> bool:
 
 
 def normalize_video(pixels: torch.Tensor, normalization: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``(T, C, H, W)`` pixels (0..255 in any dtype, or normalised) -> ``(T, C, H, W)`` in
-    ``dtype``: ``(x - mean) / std`` in float32 with ``normalization`` ``(2, C)`` = ``[mean, std]``
-    (exact for the identity)."""
-    mean, std = normalization.to(pixels.device, torch.float32, non_blocking=True)[:, :, None, None]
+    """``(..., C, H, W)`` pixels (0..255 in any dtype, or normalised) -> the same shape in
+    ``dtype``: ``(x - mean) / std`` in float32 with ``normalization`` ``(..., 2, C)`` =
+    ``[mean, std]``, broadcast over the leading dimensions (exact for the identity): ``(2, C)``
+    for one ``(T, C, H, W)`` video, ``(V, 1, 2, C)`` for a ``(V, T, C, H, W)`` batch."""
+    normalization = normalization.to(pixels.device, torch.float32, non_blocking=True)
+    mean, std = normalization[..., 0, :, None, None], normalization[..., 1, :, None, None]
     return ((pixels.float() - mean) / std).to(dtype)

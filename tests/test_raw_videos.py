@@ -67,3 +67,12 @@ def test_mixed_batch_normalizes_each_video_exactly(dtype):
     stacked = torch.stack([raw.to(dtype), normalized])  # 0..255 exact in the model dtype
     assert torch.equal(normalize_video(stacked[0], norm, dtype), normalized)
     assert torch.equal(normalize_video(stacked[1], identity_normalization(3), dtype), normalized)
+
+
+def test_stacked_batch_normalizes_like_each_video():
+    """The model normalises a stacked ``(V, T, C, H, W)`` batch in one pass with ``(V, 1, 2, C)``."""
+    batch = torch.randint(0, 256, (3, 2, 3, 4, 4)).to(torch.bfloat16)
+    norms = torch.stack([torch.tensor([[127.5] * 3, [127.5] * 3]), identity_normalization(3),
+                         torch.tensor([[10.0, 20.0, 30.0], [2.0, 4.0, 8.0]])])
+    together = normalize_video(batch, norms[:, None], torch.bfloat16)
+    assert torch.equal(together, torch.stack([normalize_video(v, n, torch.bfloat16) for v, n in zip(batch, norms)]))

@@ -106,27 +106,25 @@ def from_mvbench(row: Mapping[str, Any], video_root: str | Path | None = None, c
     ``data_prefix``, e.g. ``video/star/Charades_v1_480``). Frame-folder subtasks
     (e.g. ``fine_grained_action``) must be turned into video files first.
     """
-    candidates = list(row["candidates"])
-    return Sample(
-        video=_join(video_root, str(row["video"])),
-        question=str(row["question"]).strip(),
-        options=lettered(candidates),
-        answer=_letter_of(candidates, row["answer"]),
-        id=str(row.get("id", row["video"])),
-        category=category,
-    )
+    return _from_candidates(row, _join(video_root, str(row["video"])), str(row.get("id", row["video"])), category)
 
 
 def from_mlvu(row: Mapping[str, Any], video_root: str | Path | None = None) -> Sample:
     """lmms-eval ``mlvu_dev`` (sy1998/MLVU_dev): ``video_name``, ``question``, ``candidates``, ``answer`` (text), ``task_type``."""
+    sample_id = str(row.get("question_id", row["video_name"]))
+    return _from_candidates(row, _join(video_root, str(row["video_name"])), sample_id, str(row.get("task_type", "")))
+
+
+def _from_candidates(row: Mapping[str, Any], video: str, sample_id: str, category: str) -> Sample:
+    """A sample from a row with ``question``, ``candidates`` and ``answer`` (the answer's text)."""
     candidates = list(row["candidates"])
     return Sample(
-        video=_join(video_root, str(row["video_name"])),
+        video=video,
         question=str(row["question"]).strip(),
         options=lettered(candidates),
         answer=_letter_of(candidates, row["answer"]),
-        id=str(row.get("question_id", row["video_name"])),
-        category=str(row.get("task_type", "")),
+        id=sample_id,
+        category=category,
     )
 
 

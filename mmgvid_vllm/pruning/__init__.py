@@ -82,16 +82,14 @@ def prune(
     if method == "mmgvid":
         mask = mmgvid_keep_mask(tokens, keep, retention, MMGVidOptions(**options), on_segments)
     else:
-        work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
-        if not bool(torch.isfinite(work).all()):
+        if not bool(torch.isfinite(tokens).all()):
             raise ValueError("tokens must be finite (found inf or NaN)")
         if method == "uniform":
             mask = uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
         elif method == "random":
             mask = random_keep_mask(num_frames, per_frame, keep, tokens.device, **options)
-        elif method == "evs":
-            mask = evs_keep_mask(work, keep)
-        else:
-            mask = vidcom2_keep_mask(work, keep)
+        else:  # vLLM's functions, in fp32 (fp64 for fp64 tokens)
+            work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
+            mask = (evs_keep_mask if method == "evs" else vidcom2_keep_mask)(work, keep)
     # The kept positions in ascending order; the count is known, so no sync.
     return torch.nonzero_static(mask.reshape(-1), size=keep).squeeze(1)

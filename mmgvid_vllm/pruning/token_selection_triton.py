@@ -54,22 +54,19 @@ def supports(tokens: torch.Tensor, knn: int) -> bool:
 
 
 @triton.jit
+def _keep_smaller(slot, value):
+    """``(min, max)`` of ``slot`` and ``value``: the slot keeps the smaller, the larger moves on."""
+    return tl.minimum(slot, value), tl.maximum(slot, value)
+
+
+@triton.jit
 def _insert(value, r0, r1, r2, r3, r4):
     """Insert ``value`` into the ascending lists ``r0 <= ... <= r4`` (one per row), dropping the largest."""
-    low = tl.minimum(r0, value)
-    value = tl.maximum(r0, value)
-    r0 = low
-    low = tl.minimum(r1, value)
-    value = tl.maximum(r1, value)
-    r1 = low
-    low = tl.minimum(r2, value)
-    value = tl.maximum(r2, value)
-    r2 = low
-    low = tl.minimum(r3, value)
-    value = tl.maximum(r3, value)
-    r3 = low
-    r4 = tl.minimum(r4, value)
-    return r0, r1, r2, r3, r4
+    r0, value = _keep_smaller(r0, value)
+    r1, value = _keep_smaller(r1, value)
+    r2, value = _keep_smaller(r2, value)
+    r3, value = _keep_smaller(r3, value)
+    return r0, r1, r2, r3, tl.minimum(r4, value)
 
 
 @triton.jit
