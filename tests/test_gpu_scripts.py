@@ -66,7 +66,7 @@ def test_ttft_with_llm_prefill(server, tmp_path):
 def test_max_concurrency(server, tmp_path):
     out = tmp_path / "mc.json"
     stdout = run("max_concurrency.py", "--url", server.url, "--retentions", "1.0", "0.25", "--frames", "4",
-                 "--size", "64", "--max-tokens", "512", "--plateau", "2", "--time-limit", "30", "--no-progress",
+                 "--size", "64", "--max-tokens", "512", "--plateau", "4", "--time-limit", "30", "--no-progress",
                  "--out", str(out))
     assert "| retention | prompt tokens |" in stdout
     report = json.loads(out.read_text())

@@ -15,7 +15,10 @@ moment, from each stream's decoding intervals (runs of tokens with no pause over
 preempted request pauses), i.e. requests whose whole prompt is in the KV cache. Either is a
 capacity only if the KV cache was the limit (`saturated`).
 
-A configuration stops once running has not risen for `--plateau` s with requests waiting, when
+A configuration stops once for `--plateau` s with requests waiting neither running nor the
+streaming count has risen and no new request has finished its prefill (`vllm:prompt_tokens_total`
+counts a request once, at its first prefill; slow engine steps, e.g. on a CPU, then do not end a
+configuration early with the cache half empty), when
 all requests are done, or after `--time-limit` s; then every request is cancelled (the
 connections close, vLLM aborts them) and the next configuration starts once running and waiting
 are back to 0.
@@ -64,6 +67,7 @@ GAUGES = {
     "waiting": ("vllm:num_requests_waiting",),
     "kv_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
     "preemptions": ("vllm:num_preemptions_total",),
+    "prompt_tokens": ("vllm:prompt_tokens_total",),
     "processed_videos": ("mmgvid_video_retention_ratio_count",),
 }
 SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)", re.M)
@@ -193,11 +197,19 @@ async def wait_idle(session: aiohttp.ClientSession, url: str, poll: float, timeo
         await asyncio.sleep(poll)
 
 
-async def run_config(session, args, model: str, video: str, retention: float, hold: bool, progress: bool) -> dict:
+async def run_config(session, args, model: str, video: str, retention: float, dev: bool, progress: bool) -> dict:
+    """One configuration; `dev`: the server has /pause and /resume. Holding also needs the plugin's
+    per-video counter, which exists once a video was processed (the probe request here)."""
     url = args.url
     await wait_idle(session, url, args.poll, 120)
     prompt_tokens = await probe(session, url, model, video, retention)
     m0 = await wait_idle(session, url, args.poll, 60)
+    hold = dev and m0["processed_videos"] is not None
+    if not hold and args.hold == "on":
+        raise SystemExit("--hold on needs the server's /pause (VLLM_SERVER_DEV_MODE=1) and the mmgvid plugin's metrics")
+    if not hold and args.hold == "auto":
+        tqdm.write("note: no /pause endpoint (start the server with VLLM_SERVER_DEV_MODE=1) or no mmgvid metrics: "
+                   "requests flow in as the API server preprocesses them")
     kv_tokens, block = m0["kv_tokens"], m0["block_size"]
     computed = None
     if kv_tokens and block:
@@ -223,6 +235,7 @@ async def run_config(session, args, model: str, video: str, retention: float, ho
     timeline: list[dict] = []
     peak = {"running": -1}
     peak_streaming = -1
+    prefilled = m0["prompt_tokens"] or 0
     t0 = time.monotonic()
     tasks = []
     paused = False
@@ -271,6 +284,9 @@ async def run_config(session, args, model: str, video: str, retention: float, ho
                     last_rise = now
                 if decoding > peak_streaming:
                     peak_streaming = decoding
+                    last_rise = now
+                if (m["prompt_tokens"] or 0) > prefilled:  # a new request finished its prefill: still admitting
+                    prefilled = m["prompt_tokens"]
                     last_rise = now
                 bar.set_postfix_str(f"running {m['running']:.0f} waiting {m['waiting']:.0f} "
                                     f"kv {100 * (m['kv_usage'] or 0):.1f}% peak {peak['running']:.0f} "
@@ -337,21 +353,15 @@ async def main_async(args) -> dict:
         async with session.get(f"{args.url}/v1/models") as r:
             model = args.model or (await r.json())["data"][0]["id"]
         m = await scrape(session, args.url)
-        hold = False
+        dev = False
         if args.hold != "off":
             dev = await has_pause(session, args.url)
-            hold = dev and m["processed_videos"] is not None
-            if hold:
+            if dev:
                 await set_paused(session, args.url, False)  # a server left paused by an earlier run
-            elif args.hold == "on":
-                raise SystemExit("--hold on needs the server's /pause (VLLM_SERVER_DEV_MODE=1) and the mmgvid plugin's metrics")
-            else:
-                print("note: no /pause endpoint (start the server with VLLM_SERVER_DEV_MODE=1) or no mmgvid metrics: "
-                      "requests flow in as the API server preprocesses them")
         video = data_url(make_video_bytes(args.frames, args.size, args.size, seed=0))
         results = []
         for retention in args.retentions:
-            results.append(await run_config(session, args, model, video, retention, hold, not args.no_progress))
+            results.append(await run_config(session, args, model, video, retention, dev, not args.no_progress))
         return {"model": model, "frames": args.frames, "size": args.size, "max_tokens": args.max_tokens,
                 "kv_cache_tokens": m["kv_tokens"], "results": results}
 
