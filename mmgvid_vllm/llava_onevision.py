@@ -66,6 +66,7 @@ from vllm.multimodal.processing import PromptReplacement, PromptUpdate
 
 from . import metrics
 from .config import METHOD_KEY, RETENTION_KEY, PruningConfig, resolve_request, server_config
+from .kept_log import kept_log_from_env
 from .pixels import fused_normalization, identity_normalization, is_identity, normalize_video
 from .pruning import METHODS, num_kept, prune
 from .vllm_compat import HFProcessorHook
@@ -206,6 +207,7 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         # Frames per vision-tower pass: one unpruned 32-frame video, or what the token budget admits.
         budget_frames = vllm_config.scheduler_config.max_num_batched_tokens // FRAME_TOKENS
         self.mmgvid_frame_chunk = max(1, min(MAX_FRAMES_PER_VISION_PASS, budget_frames))
+        self.mmgvid_kept_log = kept_log_from_env()  # MMGVID_KEPT_LOG_DIR: per-rank kept indices
 
     def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
         normalization = kwargs.pop(PIXEL_NORMALIZATION_KEY, None)  # (V, 2, C) or V x (2, C), on the CPU
@@ -269,4 +271,6 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
             logger.warning("MMG-Vid: %s pruning failed (%s); using uniform selection", method, exc)
             metrics.record_pruning_error(self.mmgvid_model_name, method)
             keep = prune(torch.zeros(tokens.shape[:2] + (1,), device=tokens.device), retention, "uniform")
+        if self.mmgvid_kept_log is not None:
+            self.mmgvid_kept_log.write(tokens, keep, retention, method)
         return torch.cat((frame_tokens[keep], newline))

@@ -4,8 +4,10 @@
 # LLaVA-OneVision-7B-shaped model with dummy weights and the mmgvid plugin, and measures
 # TTFT / prefill, baseline vs pruned, in one run. The server is started in its own session
 # and left running for later calls in the same lease (benchmarks/gpu/run_load.sh, run_capacity.sh).
-# Env: API_SERVERS (1), REPEATS (10), PREFILL_GRAPHS_UP_TO (0) and PROFILER_DIR (below), SKIP_PRUNE_SPEED / SKIP_TTFT (unset: time the pruning first /
-# run ttft.py after the start). Run again in the same lease to restart the server (other API_SERVERS).
+# Env: API_SERVERS (1), TP (1: --tensor-parallel-size), REPEATS (10), TTFT_RETENTIONS ("1.0 0.25 0.15 0.10"),
+# PREFILL_GRAPHS_UP_TO (0) and PROFILER_DIR (below), KEPT_LOG_DIR (unset: MMGVID_KEPT_LOG_DIR, each
+# rank logs its kept indices; benchmarks/gpu/check_tp_ranks.py compares them), SKIP_PRUNE_SPEED / SKIP_TTFT
+# (unset: time the pruning first / run ttft.py after the start). Run again in the same lease to restart the server (other API_SERVERS).
 # Results land in $OUT.
 #
 # Carry: .gpu-stage/install.sh and .gpu-model/llava-ov-7b (benchmarks/gpu/make_7b_config.py).
@@ -62,9 +64,10 @@ fi
 # VLLM_SERVER_DEV_MODE=1 adds vLLM's /pause and /resume, with which max_concurrency.py
 # (run_capacity.sh) queues all its requests before the engine schedules any; serving is unchanged.
 # An absolute path: transformers reads a relative one that starts with "." as a hub id.
+if [ -n "${KEPT_LOG_DIR:-}" ]; then rm -rf "$KEPT_LOG_DIR"; export MMGVID_KEPT_LOG_DIR=$KEPT_LOG_DIR; fi
 VLLM_SERVER_DEV_MODE=${VLLM_SERVER_DEV_MODE:-1} setsid "${launch[@]}" "$PWD/.gpu-model/llava-ov-7b" --load-format dummy --served-model-name llava-ov-7b \
   --max-model-len 16384 --max-num-batched-tokens 16384 --no-enable-prefix-caching --mm-processor-cache-gb 0 \
-  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 ${graphs[@]+"${graphs[@]}"} ${profiler[@]+"${profiler[@]}"} ${extra[@]+"${extra[@]}"} > /tmp/server.log 2>&1 < /dev/null &
+  --limit-mm-per-prompt '{"video": 1, "image": 0}' --port 8000 --tensor-parallel-size "${TP:-1}" ${graphs[@]+"${graphs[@]}"} ${profiler[@]+"${profiler[@]}"} ${extra[@]+"${extra[@]}"} > /tmp/server.log 2>&1 < /dev/null &
 SERVER=$!
 echo $SERVER > /tmp/server.pid
 for i in $(seq 1 240); do
@@ -72,8 +75,8 @@ for i in $(seq 1 240); do
   kill -0 $SERVER 2>/dev/null || { tail -60 /tmp/server.log; exit 1; }
   sleep 2
 done
-echo "server up after $((i * 2)) s ($API_SERVERS API server process(es))"
+echo "server up after $((i * 2)) s ($API_SERVERS API server process(es), tensor parallel ${TP:-1})"
 grep -E "KV cache size|Maximum concurrency|mmgvid" /tmp/server.log | tail -5 | tee "$OUT/kv_capacity.txt"
-[ -n "${SKIP_TTFT:-}" ] || python3 benchmarks/gpu/ttft.py --url http://127.0.0.1:8000 --retentions 1.0 0.25 0.15 0.10 \
+[ -n "${SKIP_TTFT:-}" ] || python3 benchmarks/gpu/ttft.py --url http://127.0.0.1:8000 --retentions ${TTFT_RETENTIONS:-1.0 0.25 0.15 0.10} \
   --repeats "${REPEATS:-10}" --warmup 4 --out "$OUT/ttft_gpu.json" 2>&1 | grep -v "it/s\]"
 cp /tmp/server.log "$OUT/server.log"
