@@ -52,6 +52,7 @@ from typing import NamedTuple
 import torch
 from transformers import BatchFeature
 from vllm.config import VllmConfig
+from vllm.distributed import get_tensor_model_parallel_rank
 from vllm.model_executor.models.llava_onevision import (
     LlavaOnevisionDummyInputsBuilder,
     LlavaOnevisionForConditionalGeneration,
@@ -208,6 +209,7 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         budget_frames = vllm_config.scheduler_config.max_num_batched_tokens // FRAME_TOKENS
         self.mmgvid_frame_chunk = max(1, min(MAX_FRAMES_PER_VISION_PASS, budget_frames))
         self.mmgvid_kept_log = kept_log_from_env()  # MMGVID_KEPT_LOG_DIR: per-rank kept indices
+        metrics.report_from_this_process(get_tensor_model_parallel_rank() == 0)  # every rank prunes; one reports
 
     def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
         normalization = kwargs.pop(PIXEL_NORMALIZATION_KEY, None)  # (V, 2, C) or V x (2, C), on the CPU

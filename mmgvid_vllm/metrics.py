@@ -19,6 +19,8 @@ Where the numbers are known: the API-server process (the multimodal processor) k
 request's original and kept counts, once per request (also when the processor cache answers);
 the engine's worker process (the model) runs the pruning, so only it knows time and segments.
 An encoder-cache hit in the engine prunes nothing, so it adds no time/segment observation.
+With tensor parallelism every rank prunes the same videos; only the first tensor-parallel rank
+records (``report_from_this_process``, set by the model), so each video counts once.
 Videos built by vLLM for profiling and warm-up (``get_dummy_mm_inputs``, ``profile_run`` on the
 stack) are not recorded.
 
@@ -236,6 +238,15 @@ def _drain_cuda_timings() -> None:
         _observe("mmgvid_pruning_duration_seconds", labels, start.elapsed_time(end) / 1000.0)
 
 
+_reporting = True  # False in tensor-parallel ranks other than the first
+
+
+def report_from_this_process(enabled: bool) -> None:
+    """Whether this engine worker records pruning time, segments and errors (one rank per video)."""
+    global _reporting
+    _reporting = enabled
+
+
 @contextmanager
 def time_pruning(model_name: str, method: str, device=None):
     """Time one video's pruning and record its segment count (the model's hook).
@@ -244,7 +255,7 @@ def time_pruning(model_name: str, method: str, device=None):
     """
     observation = PruneObservation()
     labels = {"model_name": model_name, "method": method}
-    record = not in_dummy_run()
+    record = _reporting and not in_dummy_run()
     if record:
         _inc("mmgvid_pruning_errors", labels, 0)  # the series exists (at 0) before the first error
     cuda = record and getattr(device, "type", device) == "cuda"
@@ -268,7 +279,7 @@ def time_pruning(model_name: str, method: str, device=None):
 
 
 def record_pruning_error(model_name: str, method: str) -> None:
-    if not in_dummy_run():
+    if _reporting and not in_dummy_run():
         _inc("mmgvid_pruning_errors", {"model_name": model_name, "method": method}, 1)
 
 
