@@ -36,8 +36,7 @@ def tp_server(tmp_path_factory):
     kept = tmp_path_factory.mktemp("kept")
     # vLLM's CPU workers bind their threads per NUMA node; a one-node machine needs them named.
     # Its memory check wants 92% of the node free per worker: a small share and a fixed KV cache.
-    args = [a for a in plugin_server_args("--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.3")
-            if a != "--uvicorn-log-level"]
+    args = plugin_server_args("--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.3")
     args[args.index("--kv-cache-memory-bytes") + 1] = "64M"
     env = {"VLLM_PLUGINS": "mmgvid", "MMGVID_RETENTION": "0.25", "MMGVID_KEPT_LOG_DIR": str(kept),
            "VLLM_CPU_OMP_THREADS_BIND": "0|1"}
