@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -155,16 +154,13 @@ def run_offline(args) -> dict:
 
 
 # -- server ----------------------------------------------------------------------------------
-_SUM = re.compile(r"^(vllm:request_(?:prefill|queue)_time_seconds)_sum\{[^}]*\}\s+(\S+)", re.M)
-
-
 def _scrape(url: str) -> dict[str, float]:
     import requests
 
-    totals = {"prefill": 0.0, "queue": 0.0}
-    for name, value in _SUM.findall(requests.get(f"{url}/metrics", timeout=30).text):
-        totals["prefill" if "prefill" in name else "queue"] += float(value)
-    return totals
+    from loadtest.server_checks import metric_sum
+
+    text = requests.get(f"{url}/metrics", timeout=30).text
+    return {kind: metric_sum(text, f"vllm:request_{kind}_time_seconds_sum") for kind in ("prefill", "queue")}
 
 
 def _one_request(url: str, model: str, video: str, mm_kwargs: dict | None, max_tokens: int) -> dict:

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import requests
 
-__all__ = ["check_url", "served_model", "parse_metrics", "CacheProbe"]
+__all__ = ["check_url", "served_model", "metric_samples", "metric_sum", "parse_metrics", "CacheProbe"]
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)", re.M)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -44,21 +44,30 @@ def served_model(url: str, timeout: float = 30) -> str:
     return r.json()["data"][0]["id"]
 
 
+def metric_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """``(name, labels, value)`` of every sample in Prometheus text-format ``text`` (vLLM's /metrics)."""
+    return [(name, dict(_LABEL.findall(labels or "")), float(value)) for name, labels, value in _SAMPLE.findall(text)]
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The samples called ``name`` (e.g. ``vllm:request_prefill_time_seconds_sum``), summed over label sets."""
+    return sum(value for sample, _, value in metric_samples(text) if sample == name)
+
+
 def parse_metrics(text: str) -> dict:
     """``{"prefix_caching": bool | None, "<counter>": float | None}`` from /metrics text.
 
     Counters are summed over engines; ``_total`` suffixes (Prometheus counters) accepted.
     """
     out: dict = {"prefix_caching": None, **{c: None for c in COUNTERS}}
-    for name, labels, value in _SAMPLE.findall(text):
+    for name, labels, value in metric_samples(text):
         name = name.removeprefix("vllm:").removesuffix("_total")
         if name == "cache_config_info":
-            flags = dict(_LABEL.findall(labels or ""))
-            if "enable_prefix_caching" in flags:
-                on = flags["enable_prefix_caching"].lower() == "true"
+            if "enable_prefix_caching" in labels:
+                on = labels["enable_prefix_caching"].lower() == "true"
                 out["prefix_caching"] = bool(out["prefix_caching"]) or on
         elif name in COUNTERS:
-            out[name] = (out[name] or 0.0) + float(value)
+            out[name] = (out[name] or 0.0) + value
     return out
 
 

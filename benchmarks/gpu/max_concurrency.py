@@ -51,7 +51,6 @@ import argparse
 import asyncio
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -60,6 +59,7 @@ import aiohttp
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from loadtest.server_checks import metric_samples  # noqa: E402
 from tests.helpers.video import data_url, make_video_bytes  # noqa: E402
 
 GAUGES = {
@@ -70,8 +70,6 @@ GAUGES = {
     "prompt_tokens": ("vllm:prompt_tokens_total",),
     "processed_videos": ("mmgvid_video_retention_ratio_count",),
 }
-SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)", re.M)
-LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def parse_metrics(text: str) -> dict:
@@ -79,10 +77,10 @@ def parse_metrics(text: str) -> dict:
     averaged over engines; None where the server has no such series)."""
     values: dict[str, list[float]] = {}
     info: dict[str, str] = {}
-    for name, labels, value in SAMPLE.findall(text):
-        values.setdefault(name, []).append(float(value))
+    for name, labels, value in metric_samples(text):
+        values.setdefault(name, []).append(value)
         if name == "vllm:cache_config_info" and not info:
-            info = dict(LABEL.findall(labels or ""))
+            info = labels
     out: dict = {}
     for key, names in GAUGES.items():
         found = next((values[n] for n in names if n in values), None)
@@ -390,7 +388,8 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=120.0,
                         help="seconds per configuration after the requests are released (default: 120)")
     parser.add_argument("--plateau", type=float, default=8.0,
-                        help="stop once running has not risen for this many seconds with requests waiting (default: 8)")
+                        help="stop once, with requests waiting, running and streaming have not risen and no request finished "
+                        "its prefill for this many seconds (default: 8)")
     parser.add_argument("--hold", choices=("auto", "on", "off"), default="auto",
                         help="pause the engine until all requests are queued (auto: where /pause exists)")
     parser.add_argument("--hold-timeout", type=float, default=300.0,

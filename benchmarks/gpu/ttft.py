@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import sys
 import time
@@ -37,10 +36,9 @@ import requests
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from loadtest.server_checks import metric_sum  # noqa: E402
 from tests.helpers.video import data_url, make_video_bytes  # noqa: E402
 
-PREFILL_SUM = re.compile(r"^vllm:request_prefill_time_seconds_sum(?:\{[^}]*\})?\s+(\S+)", re.M)
-PREFILL_COUNT = re.compile(r"^vllm:request_prefill_time_seconds_count(?:\{[^}]*\})?\s+(\S+)", re.M)
 # Ordinary text for the token pool of the LLM-only requests (tokenised by the server itself).
 POOL_TEXT = " ".join(__doc__.split()) + (
     " The quick brown fox jumps over the lazy dog while a camera pans slowly across a crowded street,"
@@ -50,8 +48,8 @@ POOL_TEXT = " ".join(__doc__.split()) + (
 def prefill_totals(url: str) -> tuple[float, float]:
     """(sum of seconds, count) of vllm:request_prefill_time_seconds over all label sets."""
     text = requests.get(f"{url}/metrics", headers={"Connection": "close"}, timeout=30).text
-    return (sum(float(v) for v in PREFILL_SUM.findall(text)),
-            sum(float(v) for v in PREFILL_COUNT.findall(text)))
+    return (metric_sum(text, "vllm:request_prefill_time_seconds_sum"),
+            metric_sum(text, "vllm:request_prefill_time_seconds_count"))
 
 
 def timed_stream(url: str, path: str, body: dict) -> dict:
