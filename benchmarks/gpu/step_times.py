@@ -36,7 +36,7 @@ def main() -> None:
     longest = max(len(s) for s in segments)
     workspace.run(longest)  # compile
     starts, ends = [], []
-    density_kernel, rank_kernel = kernels._density_kernel, kernels._rank_kernel
+    merge_kernel, rank_kernel = kernels._merge_kernel, kernels._rank_kernel
 
     class Timed:  # records a CUDA event before or after each launch of the wrapped kernel
         def __init__(self, kernel, events, before):
@@ -53,7 +53,7 @@ def main() -> None:
                 self.events.append(event)
             return launch
 
-    kernels._density_kernel = Timed(density_kernel, starts, before=True)
+    kernels._merge_kernel = Timed(merge_kernel, starts, before=True)
     kernels._rank_kernel = Timed(rank_kernel, ends, before=False)
     try:
         first = torch.cuda.Event(enable_timing=True)
@@ -61,7 +61,7 @@ def main() -> None:
         workspace.run(longest)
         torch.cuda.synchronize()
     finally:
-        kernels._density_kernel, kernels._rank_kernel = density_kernel, rank_kernel
+        kernels._merge_kernel, kernels._rank_kernel = merge_kernel, rank_kernel
     events = list(zip(starts, ends))
     in_frame = first.elapsed_time(events[0][0]) * 1e3
     steps = [start.elapsed_time(end) * 1e3 for start, end in events]

@@ -7,14 +7,19 @@ only floating-point summation order differs), built for speed on CUDA:
   diagonal, mirrored, so exactly symmetric) and the tokens' inverse norms.
 - The ``k`` smallest distances of every token to its segment's guide set are kept up to
   date in ``nearest`` ``(T*M, k)``: as soon as a frame's tokens are chosen, every *later*
-  token of the segment merges its distances to them (a small matmul with the merge in its
-  epilogue). Each (token, guide token) distance is computed exactly once, by many programs
-  in parallel, and the frame chosen next only reads its ``k`` numbers per token.
+  token of the segment merges its distances to them (a small matmul, then each new distance
+  inserted into the token's sorted list). Each (token, guide token) distance is computed
+  exactly once, by many programs in parallel, and the frame chosen next only reads its ``k``
+  numbers per token.
 - Position ``p`` (``p = -1, 0, ..., L-2`` for a longest segment of ``L`` frames) is three
-  launches, each parallel over (row block, frame) with no inter-program communication:
-  merge the tokens chosen at ``p`` into all later frames and write the densities of the
-  frames at ``p + 1`` (eq. 7 or 9); their scores (eq. 8 / 10); their ranks, which give the
-  kept tokens (the top ``b``, ties to the lower index).
+  launches over (row block, frame from ``p + 1`` on): merge the tokens chosen at ``p`` into
+  all later frames and write the densities of the frames at ``p + 1`` (eq. 7 or 9); their
+  scores (eq. 8 / 10); their ranks, which give the kept tokens (the top ``b``, ties to the
+  lower index). A merge is split over up to ``_MAX_SPLIT`` feature chunks when few frames
+  are left (the last program of a row block to finish, by an atomic ticket, adds the
+  partial dot products in chunk order and merges), so a position's time is not one
+  program's long chain of tile products. Inside a program, reductions across a tile are
+  avoided (``_merge_partials``): on the H100 each one cost more than the tile's matmul.
 - On CUDA all launches are one CUDA graph per input shape, captured on first use and
   replayed (the host cost of ``3T + 1`` Triton launches would exceed the GPU time).
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
@@ -38,7 +43,9 @@ __all__ = ["MAX_KNN", "select_tokens_triton", "supports"]
 
 MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes the torch path
 
-_BLOCK_ROWS = 32  # tokens of one frame merged per program
+_BLOCK_ROWS = 32  # tokens of one frame per program (larger blocks made the merges slower on the H100)
+_MAX_SPLIT = 4  # feature chunks one merge is split into at most (partial dot products, then summed)
+_UNROLL = tl.constexpr(32)  # in-frame distance columns read per step of eq. 7
 _BLOCK_KEPT = 64  # guide tokens per matmul tile of a merge
 _BLOCK_D = 64  # feature chunk of the matmul
 _STAGES = 3  # software-pipelining depth of the merge's feature loop
@@ -70,27 +77,34 @@ def _insert(value, r0, r1, r2, r3, r4):
 
 
 @triton.jit
-def _pop_smallest(dist, cols, missing):
-    """``(R, C)``: each row's smallest entry, and ``dist`` with its first occurrence set to inf
-    (``cols`` are the column ids, ``missing`` an id past them)."""
-    smallest = tl.min(dist, axis=1)
-    first = tl.min(tl.where(dist == smallest[:, None], cols[None, :], missing), axis=1)
-    return smallest, tl.where(cols[None, :] == first[:, None], float("inf"), dist)
+def _load_slot(near, j: tl.constexpr, row_ok, KNN: tl.constexpr):
+    """Slot ``j`` of the rows' ``nearest`` lists (``inf`` past ``KNN``)."""
+    if j < KNN:
+        return tl.load(near + j, mask=row_ok, other=float("inf"))
+    else:
+        return tl.full(row_ok.shape, float("inf"), tl.float32)
 
 
 @triton.jit
-def _tile_products(tokens, flat_rows, row_ok, flat_cols, col_ok, D, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
-                   BLOCK_D: tl.constexpr, IEEE: tl.constexpr, NORMS: tl.constexpr):
-    """``(BLOCK_R, BLOCK_C)`` dot products of the token rows ``flat_rows`` and ``flat_cols``
-    (fp32 accumulation), and with ``NORMS`` their squared norms from the same tiles (zeros
-    otherwise: the merge reads the norms computed once; squaring in its loop made the whole
-    stage 3 two to three times slower on the H100)."""
+def _store_slot(near, j: tl.constexpr, value, row_ok, KNN: tl.constexpr):
+    """Write slot ``j`` of the rows' ``nearest`` lists (nothing past ``KNN``)."""
+    if j < KNN:
+        tl.store(near + j, value, mask=row_ok)
+
+
+@triton.jit
+def _tile_products(tokens, flat_rows, row_ok, flat_cols, col_ok, D, d_start, d_stop, BLOCK_R: tl.constexpr,
+                   BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr, NORMS: tl.constexpr):
+    """``(BLOCK_R, BLOCK_C)`` dot products of the token rows ``flat_rows`` and ``flat_cols`` over
+    the features ``[d_start, d_stop)`` (fp32 accumulation), and with ``NORMS`` their squared
+    norms from the same tiles (zeros otherwise: the merge reads the norms computed once;
+    squaring in its loop made the whole stage 3 two to three times slower on the H100)."""
     features = tl.arange(0, BLOCK_D)
     dots = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
     row_sq = tl.zeros((BLOCK_R,), dtype=tl.float32)
     col_sq = tl.zeros((BLOCK_C,), dtype=tl.float32)
-    for d0 in range(0, D, BLOCK_D):
-        f_ok = d0 + features < D
+    for d0 in range(d_start, d_stop, BLOCK_D):
+        f_ok = d0 + features < d_stop
         a = tl.load(tokens + flat_rows[:, None] * D + d0 + features[None, :],
                     mask=row_ok[:, None] & f_ok[None, :], other=0.0)
         b = tl.load(tokens + flat_cols[None, :] * D + d0 + features[:, None],
@@ -118,42 +132,103 @@ def _unit_distances(dots, row_inv, col_inv, SAME: tl.constexpr):
 
 
 @triton.jit
-def _merge_guide(tokens, inv_norms, nearest, kept, frame, source, rows, row_ok, num_kept,
-                 M, D, SAME: tl.constexpr, KNN: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr,
-                 BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """Merge the distances of ``rows`` of ``frame`` to the ``num_kept`` tokens chosen in
-    ``source`` into their ``KNN`` smallest so far (``nearest``, ascending, inf-padded)."""
-    big = float("inf")
+def _store_partial_dots(tokens, partial, kept, frame, source, num_kept, rows, row_ok, chunk, chunk_d, chunk_stride,
+                        M, D, M_COLS, BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr, BLOCK_D: tl.constexpr,
+                        IEEE: tl.constexpr):
+    """Dot products of ``rows`` of ``frame`` with the ``num_kept`` tokens chosen in ``source``, over
+    the features of chunk ``chunk`` (``chunk_d`` of them), into ``partial[chunk, frame, column, row]``."""
     flat_rows = frame.to(tl.int64) * M + rows
-    slot = tl.arange(0, 8)
-    stored = nearest + flat_rows[:, None] * KNN + slot[None, :]
-    current = tl.load(stored, mask=row_ok[:, None] & (slot[None, :] < KNN), other=big)
-    r0 = tl.min(tl.where(slot[None, :] == 0, current, big), axis=1)
-    r1 = tl.min(tl.where(slot[None, :] == 1, current, big), axis=1)
-    r2 = tl.min(tl.where(slot[None, :] == 2, current, big), axis=1)
-    r3 = tl.min(tl.where(slot[None, :] == 3, current, big), axis=1)
-    r4 = tl.min(tl.where(slot[None, :] == 4, current, big), axis=1)
-    row_inv = tl.load(inv_norms + flat_rows, mask=row_ok, other=0.0)
+    d_start = chunk * chunk_d
+    d_stop = tl.minimum(d_start + chunk_d, D)
     for start in range(0, num_kept, BLOCK_KEPT):
         cols = start + tl.arange(0, BLOCK_KEPT)
         col_ok = cols < num_kept
         chosen = tl.load(kept + source.to(tl.int64) * M + cols, mask=col_ok, other=0)
-        flat_cols = source.to(tl.int64) * M + chosen
-        dots, _, _ = _tile_products(tokens, flat_rows, row_ok, flat_cols, col_ok, D,
-                                    BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE, False)
-        col_inv = tl.load(inv_norms + flat_cols, mask=col_ok, other=0.0)
-        dist = _unit_distances(dots, row_inv, col_inv, SAME)
-        dist = tl.where(col_ok[None, :], dist, big)
-        # The KNN smallest of this tile, one at a time, each inserted into the running list.
-        for _ in tl.static_range(KNN):
-            smallest, dist = _pop_smallest(dist, cols, BLOCK_KEPT + start)
-            r0, r1, r2, r3, r4 = _insert(smallest, r0, r1, r2, r3, r4)
-    merged = tl.where(slot[None, :] == 0, r0[:, None], big)
-    merged = tl.where(slot[None, :] == 1, r1[:, None], merged)
-    merged = tl.where(slot[None, :] == 2, r2[:, None], merged)
-    merged = tl.where(slot[None, :] == 3, r3[:, None], merged)
-    merged = tl.where(slot[None, :] == 4, r4[:, None], merged)
-    tl.store(stored, merged, mask=row_ok[:, None] & (slot[None, :] < KNN))
+        dots, _, _ = _tile_products(tokens, flat_rows, row_ok, source.to(tl.int64) * M + chosen, col_ok, D,
+                                    d_start, d_stop, BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE, False)
+        target = partial + chunk.to(tl.int64) * chunk_stride + (frame.to(tl.int64) * M_COLS + cols[None, :]) * M
+        tl.store(target + rows[:, None], dots, mask=row_ok[:, None] & col_ok[None, :])
+
+
+@triton.jit
+def _merge_partials(inv_norms, nearest, partial, kept, frame, source, num_kept, rows, row_ok, chunks, chunk_stride,
+                    M, M_COLS, SAME: tl.constexpr, KNN: tl.constexpr, BLOCK_KEPT: tl.constexpr):
+    """Merge the distances of ``rows`` of ``frame`` to the ``num_kept`` tokens chosen in
+    ``source`` into their ``KNN`` smallest so far (``nearest``, ascending, inf-padded).
+
+    The dot products are the sums of the ``chunks`` partials, added in chunk order
+    (deterministic). The distances go back to chunk 0's slots and are inserted into each
+    row's sorted list one column at a time: elementwise min/max only, no reductions across
+    the tile (popping the smallest of a tile five times cost more than the whole matmul).
+    """
+    big = float("inf")
+    flat_rows = frame.to(tl.int64) * M + rows
+    near = nearest + flat_rows * KNN  # slot j of every row at near + j
+    r0, r1, r2 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN), _load_slot(near, 2, row_ok, KNN)
+    r3, r4 = _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
+    row_inv = tl.load(inv_norms + flat_rows, mask=row_ok, other=0.0)
+    columns = partial + frame.to(tl.int64) * M_COLS * M  # chunk 0: [column, row] of this frame
+    for start in range(0, num_kept, BLOCK_KEPT):
+        cols = start + tl.arange(0, BLOCK_KEPT)
+        col_ok = cols < num_kept
+        chosen = tl.load(kept + source.to(tl.int64) * M + cols, mask=col_ok, other=0)
+        col_inv = tl.load(inv_norms + source.to(tl.int64) * M + chosen, mask=col_ok, other=0.0)
+        tile = columns + cols[None, :] * M + rows[:, None]
+        ok = row_ok[:, None] & col_ok[None, :]
+        dots = tl.zeros((rows.shape[0], BLOCK_KEPT), dtype=tl.float32)
+        for chunk in range(0, chunks):  # written by other programs of this launch: bypass L1
+            dots += tl.load(tile + chunk * chunk_stride, mask=ok, other=0.0, cache_modifier=".cg")
+        tl.store(tile, _unit_distances(dots, row_inv, col_inv, SAME), mask=ok)
+        tl.debug_barrier()  # the tile is stored before its columns are read back
+        for j in tl.static_range(BLOCK_KEPT):
+            # (rows * 0 + ...: a full mask; Triton's interpreter rejects a broadcast one)
+            column_ok = rows * 0 + start + j < num_kept
+            value = tl.load(columns + (start + j) * M + rows, mask=row_ok & column_ok, other=big)
+            r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+    _store_slot(near, 0, r0, row_ok, KNN)
+    _store_slot(near, 1, r1, row_ok, KNN)
+    _store_slot(near, 2, r2, row_ok, KNN)
+    _store_slot(near, 3, r3, row_ok, KNN)
+    _store_slot(near, 4, r4, row_ok, KNN)
+
+
+@triton.jit
+def _first_frame_density(in_frame, density, frame, rows, row_ok, M, KNN: tl.constexpr, UNROLL: tl.constexpr):
+    """Eq. 7 for ``rows`` of ``frame``: exp(-mean distance to the k nearest other tokens of the
+    frame). Column ``c`` of the rows is row ``c`` of the (symmetric) in-frame distances, read
+    ``UNROLL`` columns at a time and inserted into sorted lists as in ``_merge_partials``."""
+    big = float("inf")
+    base = frame.to(tl.int64) * M
+    r0 = tl.full(rows.shape, big, tl.float32)
+    r1, r2, r3, r4 = r0, r0, r0, r0
+    for start in range(0, M, UNROLL):
+        for j in tl.static_range(UNROLL):
+            column = start + j
+            column_ok = rows * 0 + column < M  # a full mask, as in _merge_partials
+            value = tl.load(in_frame + (base + column) * M + rows, mask=row_ok & column_ok, other=big)
+            value = tl.where(rows == column, big, value)
+            r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+    k = tl.minimum(M - 1, KNN)
+    total = tl.where(k > 0, r0, 0.0)  # the k smallest, added in ascending order
+    total += tl.where(k > 1, r1, 0.0)
+    total += tl.where(k > 2, r2, 0.0)
+    total += tl.where(k > 3, r3, 0.0)
+    total += tl.where(k > 4, r4, 0.0)
+    value = tl.where(k > 0, tl.exp(-(total / tl.maximum(k, 1).to(tl.float32))), 1.0)
+    tl.store(density + base + rows, value, mask=row_ok)
+
+
+@triton.jit
+def _guided_density(nearest, plan, density, frame, rows, row_ok, T, M, KNN: tl.constexpr):
+    """Eq. 9 for ``rows`` of ``frame``: 1 - exp(-mean distance to the k nearest guide tokens)."""
+    big = float("inf")
+    flat_rows = frame.to(tl.int64) * M + rows
+    slot = tl.arange(0, 8)
+    near = tl.load(nearest + flat_rows[:, None] * KNN + slot[None, :],
+                   mask=row_ok[:, None] & (slot[None, :] < KNN), other=big)
+    total = tl.sum(tl.where(near < big, near, 0.0), axis=1)
+    count = tl.maximum(tl.minimum(tl.load(plan + 2 * T + frame), KNN), 1).to(tl.float32)
+    tl.store(density + flat_rows, 1.0 - tl.exp(-(total / count)), mask=row_ok)
 
 
 @triton.jit
@@ -171,7 +246,7 @@ def _in_frame_kernel(tokens, inv_norms, in_frame, nearest, M, D,
         rows = row_block * BLOCK + tl.arange(0, BLOCK)
         cols = col_block * BLOCK + tl.arange(0, BLOCK)
         row_ok, col_ok = rows < M, cols < M
-        dots, row_sq, col_sq = _tile_products(tokens, base + rows, row_ok, base + cols, col_ok, D,
+        dots, row_sq, col_sq = _tile_products(tokens, base + rows, row_ok, base + cols, col_ok, D, 0, D,
                                               BLOCK, BLOCK, BLOCK_D, IEEE, True)
         row_inv = tl.where(row_sq > 0, 1.0 / tl.sqrt(row_sq), 0.0)
         dist = _unit_distances(dots, row_inv, tl.where(col_sq > 0, 1.0 / tl.sqrt(col_sq), 0.0), SAME)
@@ -191,48 +266,47 @@ def _in_frame_kernel(tokens, inv_norms, in_frame, nearest, M, D,
 
 
 @triton.jit
-def _density_kernel(tokens, inv_norms, in_frame, plan, nearest, kept, density, position, T, M, D,
-                    SAME: tl.constexpr, KNN: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr,
-                    BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, IEEE: tl.constexpr):
-    """Program ``(row block, frame)``, first launch of position ``position``: merge the tokens
-    chosen at ``position`` into this frame's ``nearest`` lists if the frame comes later in
-    the segment; if it is the frame at ``position + 1``, write its rows' densities (eq. 7 from
-    the in-frame distances at a segment's first frame, eq. 9 from ``nearest`` after)."""
+def _merge_kernel(tokens, inv_norms, in_frame, plan, nearest, kept, partial, arrivals, density, position, chunks,
+                  chunk_d, chunk_stride, T, M, D, M_COLS, SAME: tl.constexpr, KNN: tl.constexpr,
+                  BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr, BLOCK_D: tl.constexpr,
+                  IEEE: tl.constexpr):
+    """Program ``(row block, frame, feature chunk)``, first launch of position ``position``.
+
+    If the frame comes later in its segment than ``position``, the program adds one feature
+    chunk of the dot products of its rows with the tokens chosen at ``position`` to
+    ``partial``; the last of the ``chunks`` programs of the row block to finish (a ticket from
+    ``arrivals``) merges the summed distances into the rows' ``nearest`` lists. Then, if the
+    frame is at ``position + 1``, that program writes its rows' densities (eq. 7 from the
+    in-frame distances at a segment's first frame, eq. 9 from ``nearest`` after).
+    Splitting the features shortens the chain of dependent tile products of a merge, which
+    bounds the time of a position with few frames left to merge into.
+    """
     block = tl.program_id(0)
-    frame = tl.program_id(1)
+    frame = position + 1 + tl.program_id(1)  # frames before position + 1 have nothing to do
+    chunk = tl.program_id(2)
     start = tl.load(plan + frame)
     frame_position = frame - start
     rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < M
-    base = frame.to(tl.int64) * M
+    last = chunk == 0
     if position >= 0 and frame_position > position:
         source = start + position
         num_kept = tl.load(plan + T + source)
         if num_kept > 0:
-            _merge_guide(tokens, inv_norms, nearest, kept, frame, source, rows, row_ok, num_kept,
-                         M, D, SAME, KNN, BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE)
-    if frame_position == position + 1 and tl.load(plan + T + frame) > 0:
-        big = float("inf")
-        if position < 0:  # eq. 7: exp(-mean distance to the k nearest other tokens of the frame)
-            cols = tl.arange(0, BLOCK_M)
-            k = tl.minimum(M - 1, KNN)
-            dist = tl.load(in_frame + (base + rows)[:, None] * M + cols[None, :],
-                           mask=row_ok[:, None] & (cols[None, :] < M), other=big)
-            dist = tl.where(cols[None, :] == rows[:, None], big, dist)
-            total = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
-            for r in tl.static_range(KNN):
-                smallest, dist = _pop_smallest(dist, cols, BLOCK_M)
-                total += tl.where(r < k, smallest, 0.0)
-            value = tl.where(k > 0, tl.exp(-(total / tl.maximum(k, 1).to(tl.float32))), 1.0)
-        else:  # eq. 9: 1 - exp(-mean distance to the k nearest guide tokens)
-            tl.debug_barrier()  # this program's own merge wrote these rows
-            slot = tl.arange(0, 8)
-            near = tl.load(nearest + (base + rows)[:, None] * KNN + slot[None, :],
-                           mask=row_ok[:, None] & (slot[None, :] < KNN), other=big)
-            total = tl.sum(tl.where(near < big, near, 0.0), axis=1)
-            count = tl.maximum(tl.minimum(tl.load(plan + 2 * T + frame), KNN), 1).to(tl.float32)
-            value = 1.0 - tl.exp(-(total / count))
-        tl.store(density + base + rows, value, mask=row_ok)
+            _store_partial_dots(tokens, partial, kept, frame, source, num_kept, rows, rows < M, chunk, chunk_d,
+                                chunk_stride, M, D, M_COLS, BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE)
+            tl.debug_barrier()  # every thread's partials are stored before the ticket is taken
+            counter = arrivals + frame * tl.num_programs(0) + block
+            last = tl.atomic_add(counter, 1) == chunks - 1
+            if last:
+                tl.store(counter, 0)  # ready for the next position
+                _merge_partials(inv_norms, nearest, partial, kept, frame, source, num_kept, rows, rows < M, chunks,
+                                chunk_stride, M, M_COLS, SAME, KNN, BLOCK_KEPT)
+    if last and frame_position == position + 1 and tl.load(plan + T + frame) > 0:
+        tl.debug_barrier()  # this program's own merge wrote these rows
+        if position < 0:
+            _first_frame_density(in_frame, density, frame, rows, rows < M, M, KNN, _UNROLL)
+        else:
+            _guided_density(nearest, plan, density, frame, rows, rows < M, T, M, KNN)
 
 
 @triton.jit
@@ -242,7 +316,7 @@ def _score_kernel(in_frame, plan, density, score, position, T, M,
     score ``density * separation`` (eq. 8 / 10) of its rows; separation is the distance to
     the nearest strictly denser token of the frame, or the largest distance for the densest."""
     block = tl.program_id(0)
-    frame = tl.program_id(1)
+    frame = position + 1 + tl.program_id(1)  # frames before position + 1 have nothing to do
     if frame - tl.load(plan + frame) == position + 1 and tl.load(plan + T + frame) > 0:
         big = float("inf")
         base = frame.to(tl.int64) * M
@@ -266,7 +340,7 @@ def _rank_kernel(plan, score, keep, kept, position, T, M, BLOCK_ROWS: tl.constex
     row's rank by score (descending, ties to the lower index); the top ``budget`` are kept and
     listed in ``kept[frame, rank]`` for the next position's merges."""
     block = tl.program_id(0)
-    frame = tl.program_id(1)
+    frame = position + 1 + tl.program_id(1)  # frames before position + 1 have nothing to do
     budget = tl.load(plan + T + frame)
     if frame - tl.load(plan + frame) == position + 1 and budget > 0:
         big = float("inf")
@@ -296,15 +370,30 @@ class _Workspace:
                  device: torch.device) -> None:
         self.shape = (num_frames, per_frame, dim)
         self.knn = knn
+        self.kept_columns = triton.cdiv(per_frame, _BLOCK_KEPT) * _BLOCK_KEPT
+        sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
+        self.target_programs = 2 * sms
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
         self.plan = torch.zeros(3, num_frames, dtype=torch.int32, device=device)
         self.in_frame = torch.empty(num_frames, per_frame, per_frame, device=device)
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
+        self.partial = torch.empty(_MAX_SPLIT, num_frames * per_frame, self.kept_columns, device=device)
+        self.arrivals = torch.zeros(num_frames, triton.cdiv(per_frame, _BLOCK_ROWS), dtype=torch.int32,
+                                    device=device)  # back to 0 after every merge
         self.scratch = torch.empty(2, num_frames, per_frame, device=device)
         self.kept = torch.empty(num_frames, per_frame, dtype=torch.int32, device=device)
         self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of positions (CUDA only)
+
+    def feature_chunks(self, position: int) -> int:
+        """Feature chunks of position ``position``'s merges: enough programs for about two per
+        SM, counting every frame after ``position`` as one to merge into (exact for one segment)."""
+        num_frames, _, dim = self.shape
+        merges = (num_frames - position - 1) * self.arrivals.shape[1]
+        if position < 0 or merges == 0:
+            return 1
+        return max(1, min(_MAX_SPLIT, triton.cdiv(dim, _BLOCK_D), triton.cdiv(self.target_programs, merges)))
 
     def run(self, positions: int) -> None:
         num_frames, per_frame, dim = self.shape
@@ -314,18 +403,24 @@ class _Workspace:
         _in_frame_kernel[(num_frames, tiles, tiles)](
             self.tokens, self.inv_norms, self.in_frame, self.nearest, per_frame, dim,
             SAME=SAME_TOKEN, KNN=self.knn, BLOCK=_IN_FRAME_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee)
-        grid = (triton.cdiv(per_frame, _BLOCK_ROWS), num_frames)
+        row_blocks = triton.cdiv(per_frame, _BLOCK_ROWS)
         block_m = max(16, triton.next_power_of_2(per_frame))
         density, score = self.scratch
         for position in range(-1, positions - 1):
-            _density_kernel[grid](
-                self.tokens, self.inv_norms, self.in_frame, self.plan, self.nearest, self.kept, density,
-                position, num_frames, per_frame, dim, SAME=SAME_TOKEN, KNN=self.knn, BLOCK_ROWS=_BLOCK_ROWS,
-                BLOCK_KEPT=_BLOCK_KEPT, BLOCK_D=_BLOCK_D, BLOCK_M=block_m, IEEE=ieee, num_stages=_STAGES)
-            _score_kernel[grid](self.in_frame, self.plan, density, score, position, num_frames, per_frame,
-                                BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
-            _rank_kernel[grid](self.plan, score, self.keep, self.kept, position, num_frames, per_frame,
-                               BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
+            # Programs only for frames from position + 1 on: a frame later than `position` in
+            # its segment comes at least that far into the video.
+            frames = num_frames - position - 1
+            chunk_d = triton.cdiv(triton.cdiv(dim, _BLOCK_D), self.feature_chunks(position)) * _BLOCK_D
+            chunks = triton.cdiv(dim, chunk_d)
+            _merge_kernel[(row_blocks, frames, chunks)](
+                self.tokens, self.inv_norms, self.in_frame, self.plan, self.nearest, self.kept, self.partial,
+                self.arrivals, density, position, chunks, chunk_d, self.partial.stride(0), num_frames, per_frame, dim,
+                self.kept_columns, SAME=SAME_TOKEN, KNN=self.knn, BLOCK_ROWS=_BLOCK_ROWS, BLOCK_KEPT=_BLOCK_KEPT,
+                BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
+            _score_kernel[(row_blocks, frames)](self.in_frame, self.plan, density, score, position, num_frames,
+                                                per_frame, BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
+            _rank_kernel[(row_blocks, frames)](self.plan, score, self.keep, self.kept, position, num_frames, per_frame,
+                                               BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
 
 
 _WORKSPACES: OrderedDict[tuple, _Workspace] = OrderedDict()
