@@ -42,8 +42,9 @@ SAME_TOKEN = 1e-4
 
 
 def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
-    """``(..., D) -> (...)``: ``1 / |x|``, and 0 for an all-zero token (which stays zero)."""
-    norms = torch.linalg.vector_norm(x, dim=-1)
+    """``(..., D) -> (...)``: ``1 / |x|``, and 0 for an all-zero token (which stays zero).
+    In fp32 at least (bf16/fp16 tokens are summed in fp32, without a copy), fp64 for fp64."""
+    norms = torch.linalg.vector_norm(x, dim=-1, dtype=torch.promote_types(x.dtype, torch.float32))
     return torch.where(norms > 0, norms.reciprocal(), torch.zeros_like(norms))
 
 

@@ -3,8 +3,8 @@
 Same result as ``token_selection.select_tokens`` (the same equations, choices and tie rules;
 only floating-point summation order differs), built for speed on CUDA:
 
-- One launch computes every frame's in-frame distances ``(T, M, M)`` (tiles above the
-  diagonal, mirrored, so exactly symmetric) and the tokens' inverse norms.
+- The tokens' inverse norms (a torch reduction), then one launch for every frame's in-frame
+  distances ``(T, M, M)`` (tiles above the diagonal, mirrored, so exactly symmetric).
 - The ``k`` smallest distances of every token to its segment's guide set are kept up to
   date in ``nearest`` ``(T*M, k)``: as soon as a frame's tokens are chosen, every *later*
   token of the segment merges its distances to them (a small matmul, then each new distance
@@ -37,7 +37,7 @@ import triton
 import triton.language as tl
 
 from .segmentation import Segment
-from .token_selection import SAME_TOKEN
+from .token_selection import SAME_TOKEN, _inverse_norms
 
 __all__ = ["MAX_KNN", "select_tokens_triton", "supports"]
 
@@ -94,15 +94,11 @@ def _store_slot(near, j: tl.constexpr, value, row_ok, KNN: tl.constexpr):
 
 @triton.jit
 def _tile_products(tokens, flat_rows, row_ok, flat_cols, col_ok, D, d_start, d_stop, BLOCK_R: tl.constexpr,
-                   BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr, NORMS: tl.constexpr):
+                   BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
     """``(BLOCK_R, BLOCK_C)`` dot products of the token rows ``flat_rows`` and ``flat_cols`` over
-    the features ``[d_start, d_stop)`` (fp32 accumulation), and with ``NORMS`` their squared
-    norms from the same tiles (zeros otherwise: the merge reads the norms computed once;
-    squaring in its loop made the whole stage 3 two to three times slower on the H100)."""
+    the features ``[d_start, d_stop)`` (fp32 accumulation)."""
     features = tl.arange(0, BLOCK_D)
     dots = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
-    row_sq = tl.zeros((BLOCK_R,), dtype=tl.float32)
-    col_sq = tl.zeros((BLOCK_C,), dtype=tl.float32)
     for d0 in range(d_start, d_stop, BLOCK_D):
         f_ok = d0 + features < d_stop
         a = tl.load(tokens + flat_rows[:, None] * D + d0 + features[None, :],
@@ -113,12 +109,7 @@ def _tile_products(tokens, flat_rows, row_ok, flat_cols, col_ok, D, d_start, d_s
             dots = tl.dot(a, b, dots, input_precision="ieee")
         else:
             dots = tl.dot(a, b, dots)
-        if NORMS:
-            a32 = a.to(tl.float32)
-            b32 = b.to(tl.float32)
-            row_sq += tl.sum(a32 * a32, axis=1)
-            col_sq += tl.sum(b32 * b32, axis=0)
-    return dots, row_sq, col_sq
+    return dots
 
 
 @triton.jit
@@ -144,8 +135,8 @@ def _store_partial_dots(tokens, partial, kept, frame, source, num_kept, rows, ro
         cols = start + tl.arange(0, BLOCK_KEPT)
         col_ok = cols < num_kept
         chosen = tl.load(kept + source.to(tl.int64) * M + cols, mask=col_ok, other=0)
-        dots, _, _ = _tile_products(tokens, flat_rows, row_ok, source.to(tl.int64) * M + chosen, col_ok, D,
-                                    d_start, d_stop, BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE, False)
+        dots = _tile_products(tokens, flat_rows, row_ok, source.to(tl.int64) * M + chosen, col_ok, D, d_start, d_stop,
+                              BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE)
         target = partial + chunk.to(tl.int64) * chunk_stride + (frame.to(tl.int64) * M_COLS + cols[None, :]) * M
         tl.store(target + rows[:, None], dots, mask=row_ok[:, None] & col_ok[None, :])
 
@@ -232,12 +223,10 @@ def _guided_density(nearest, plan, density, frame, rows, row_ok, T, M, KNN: tl.c
 
 
 @triton.jit
-def _in_frame_kernel(tokens, inv_norms, in_frame, nearest, M, D,
-                     SAME: tl.constexpr, KNN: tl.constexpr, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr,
-                     IEEE: tl.constexpr):
+def _in_frame_kernel(tokens, inv_norms, in_frame, M, D, SAME: tl.constexpr, BLOCK: tl.constexpr,
+                     BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
     """Program ``(frame, row block, column block)``: the in-frame distances of one tile and its
-    mirror (exactly symmetric, zero diagonal), the rows' inverse norms, and ``inf`` in the
-    rows' ``nearest`` lists (the guide set starts empty). Tiles below the diagonal exit."""
+    mirror (exactly symmetric, zero diagonal). Tiles below the diagonal exit."""
     frame = tl.program_id(0)
     row_block = tl.program_id(1)
     col_block = tl.program_id(2)
@@ -246,20 +235,15 @@ def _in_frame_kernel(tokens, inv_norms, in_frame, nearest, M, D,
         rows = row_block * BLOCK + tl.arange(0, BLOCK)
         cols = col_block * BLOCK + tl.arange(0, BLOCK)
         row_ok, col_ok = rows < M, cols < M
-        dots, row_sq, col_sq = _tile_products(tokens, base + rows, row_ok, base + cols, col_ok, D, 0, D,
-                                              BLOCK, BLOCK, BLOCK_D, IEEE, True)
-        row_inv = tl.where(row_sq > 0, 1.0 / tl.sqrt(row_sq), 0.0)
-        dist = _unit_distances(dots, row_inv, tl.where(col_sq > 0, 1.0 / tl.sqrt(col_sq), 0.0), SAME)
+        dots = _tile_products(tokens, base + rows, row_ok, base + cols, col_ok, D, 0, D, BLOCK, BLOCK, BLOCK_D, IEEE)
+        row_inv = tl.load(inv_norms + base + rows, mask=row_ok, other=0.0)
+        dist = _unit_distances(dots, row_inv, tl.load(inv_norms + base + cols, mask=col_ok, other=0.0), SAME)
         ok = row_ok[:, None] & col_ok[None, :]
         if row_block == col_block:  # mirror the upper triangle onto the lower one
             upper = cols[None, :] > rows[:, None]
             dist = tl.where(upper, dist, tl.trans(dist))
             dist = tl.where(cols[None, :] == rows[:, None], 0.0, dist)
             tl.store(in_frame + (base + rows)[:, None] * M + cols[None, :], dist, mask=ok)
-            tl.store(inv_norms + base + rows, row_inv, mask=row_ok)
-            slot = tl.arange(0, 8)
-            tl.store(nearest + (base + rows)[:, None] * KNN + slot[None, :],
-                     tl.full((BLOCK, 8), float("inf"), tl.float32), mask=row_ok[:, None] & (slot[None, :] < KNN))
         else:
             tl.store(in_frame + (base + rows)[:, None] * M + cols[None, :], dist, mask=ok)
             tl.store(in_frame + (base + cols)[None, :] * M + rows[:, None], dist, mask=ok)
@@ -360,8 +344,9 @@ def _rank_kernel(plan, score, keep, kept, position, T, M, BLOCK_ROWS: tl.constex
 class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
-    ``run(positions)`` issues the in-frame launch and positions ``-1 .. positions - 2``; it
-    allocates nothing and reads only device memory, so on CUDA it is captured in a CUDA graph
+    ``run(positions)`` computes the inverse norms (torch), issues the in-frame launch and
+    positions ``-1 .. positions - 2``; it reads only device memory (its few temporaries come
+    from the graph's pool), so on CUDA it is captured in a CUDA graph
     per number of positions (``_run_as_graph``) and replayed: one host call per video
     instead of ``3 * positions + 1`` Triton launches, whose host-side cost would dominate.
     """
@@ -400,9 +385,12 @@ class _Workspace:
         ieee = self.tokens.dtype == torch.float32
         self.keep.zero_()
         tiles = triton.cdiv(per_frame, _IN_FRAME_TILE)
+        # torch's reduction: many times faster than a Triton pass or squaring inside the in-frame tiles
+        self.inv_norms.copy_(_inverse_norms(self.tokens))
+        self.nearest.fill_(float("inf"))  # the guide sets start empty
         _in_frame_kernel[(num_frames, tiles, tiles)](
-            self.tokens, self.inv_norms, self.in_frame, self.nearest, per_frame, dim,
-            SAME=SAME_TOKEN, KNN=self.knn, BLOCK=_IN_FRAME_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee)
+            self.tokens, self.inv_norms, self.in_frame, per_frame, dim, SAME=SAME_TOKEN, BLOCK=_IN_FRAME_TILE,
+            BLOCK_D=_BLOCK_D, IEEE=ieee)
         row_blocks = triton.cdiv(per_frame, _BLOCK_ROWS)
         block_m = max(16, triton.next_power_of_2(per_frame))
         density, score = self.scratch
