@@ -19,7 +19,7 @@ only floating-point summation order differs), built for speed on CUDA:
   are left (the last program of a row block to finish, by an atomic ticket, adds the
   partial dot products in chunk order and merges), so a position's time is not one
   program's long chain of tile products. Inside a program, reductions across a tile are
-  avoided (``_merge_partials``): on the H100 each one cost more than the tile's matmul.
+  avoided (``_merge_partials``): they were the slow part of these small programs.
 - On CUDA all launches are one CUDA graph per input shape, captured on first use and
   replayed (the host cost of ``3T + 1`` Triton launches would exceed the GPU time).
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
@@ -363,7 +363,7 @@ class _Workspace:
         self.in_frame = torch.empty(num_frames, per_frame, per_frame, device=device)
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
-        self.partial = torch.empty(_MAX_SPLIT, num_frames * per_frame, self.kept_columns, device=device)
+        self.partial = torch.empty(_MAX_SPLIT, num_frames, self.kept_columns, per_frame, device=device)
         self.arrivals = torch.zeros(num_frames, triton.cdiv(per_frame, _BLOCK_ROWS), dtype=torch.int32,
                                     device=device)  # back to 0 after every merge
         self.scratch = torch.empty(2, num_frames, per_frame, device=device)
@@ -385,7 +385,8 @@ class _Workspace:
         ieee = self.tokens.dtype == torch.float32
         self.keep.zero_()
         tiles = triton.cdiv(per_frame, _IN_FRAME_TILE)
-        # torch's reduction: many times faster than a Triton pass or squaring inside the in-frame tiles
+        # torch's reduction: 22 us for 32 frames on the H100, vs 61 for a Triton pass and ~40 for
+        # squaring inside the in-frame tiles
         self.inv_norms.copy_(_inverse_norms(self.tokens))
         self.nearest.fill_(float("inf"))  # the guide sets start empty
         _in_frame_kernel[(num_frames, tiles, tiles)](
