@@ -1,4 +1,4 @@
-"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, one launch per frame position.
+"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, three launches per frame position.
 
 Same result as ``token_selection.select_tokens`` (the same equations, choices and tie rules;
 only floating-point summation order differs), built for speed on CUDA:
@@ -356,6 +356,7 @@ class _Workspace:
         self.shape = (num_frames, per_frame, dim)
         self.knn = knn
         self.kept_columns = triton.cdiv(per_frame, _BLOCK_KEPT) * _BLOCK_KEPT
+        # Under Triton's interpreter: the H100's 132 SMs, so merges are split as they would be there.
         sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
         self.target_programs = 2 * sms
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
