@@ -1,8 +1,9 @@
 """GPU time of every kernel of one CUDA-graph replay of stage 3 (torch profiler / CUPTI).
 
 For each kernel name: launches, total and mean GPU time; then the replay's span (first kernel
-start to last kernel end), the sum of kernel times, and the idle gaps between kernels. Tells
-whether a position's time is kernel work (long merges) or the gaps between dependent launches.
+start to last kernel end), the sum of kernel times, and the idle gaps between kernels; and the
+time of each window's selection and push launches. Tells whether a video's time goes to the
+sequential selection, the pushes' tile products, or the gaps between dependent launches.
 
     python benchmarks/gpu/kernel_times.py --content static --frames 32 64
 """
@@ -40,12 +41,12 @@ def profile_replay(tokens: torch.Tensor, retention: float) -> dict:
     by_name: dict[str, list[float]] = defaultdict(list)
     for e in events:
         by_name[e.name].append(e.time_range.elapsed_us())
-    merges = by_name.get("_merge_kernel", [])
     span = events[-1].time_range.end - events[0].time_range.start
     busy = sum(e.time_range.elapsed_us() for e in events)
     return {
         "segments": len(segments), "longest": max(len(s) for s in segments), "span_us": span, "busy_us": busy,
-        "merge_us_by_position": [round(t, 1) for t in merges],
+        "select_us_by_window": [round(t, 1) for t in by_name.get("_select_kernel", [])],
+        "push_us_by_window": [round(t, 1) for t in by_name.get("_push_kernel", [])],
         "kernels": {name: {"launches": len(t), "total_us": sum(t), "mean_us": sum(t) / len(t)}
                     for name, t in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))},
     }
@@ -56,24 +57,25 @@ def main() -> None:
     parser.add_argument("--content", nargs="+", default=["static"], choices=["shots", "static", "random"])
     parser.add_argument("--frames", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--retention", type=float, default=0.25)
-    parser.add_argument("--max-split", type=int, default=kernels._MAX_SPLIT, help="feature chunks per merge at most")
+    parser.add_argument("--window", type=int, default=kernels._WINDOW, help="frames per window")
     parser.add_argument("--block-d", type=int, default=kernels._BLOCK_D, help="feature chunk of a tile product")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
-    kernels._MAX_SPLIT, kernels._BLOCK_D = args.max_split, args.block_d
+    kernels._WINDOW, kernels._BLOCK_D = args.window, args.block_d
     results = {}
     for content in args.content:
         for frames in args.frames:
             tokens = make_tokens(content, frames, 3584, "cuda", torch.bfloat16)
             result = profile_replay(tokens, args.retention)
-            results[f"{content}-{frames}"] = result | {"max_split": args.max_split, "block_d": args.block_d}
+            results[f"{content}-{frames}"] = result | {"window": args.window, "block_d": args.block_d}
             print(f"\n{content}, {frames} frames, r={args.retention}: {result['segments']} segment(s), longest "
                   f"{result['longest']}; span {result['span_us']:.0f} us, kernels busy {result['busy_us']:.0f} us, "
                   f"gaps {result['span_us'] - result['busy_us']:.0f} us")
             print("| kernel | launches | total us | mean us |\n|---|---|---|---|")
             for name, k in result["kernels"].items():
                 print(f"| {name[:60]} | {k['launches']} | {k['total_us']:.0f} | {k['mean_us']:.1f} |")
-            print("merge us by position (-1, 0, 1, ...):", " ".join(f"{t:.0f}" for t in result["merge_us_by_position"]))
+            for step in ("select", "push"):
+                print(f"{step} us by window:", " ".join(f"{t:.0f}" for t in result[f"{step}_us_by_window"]))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))

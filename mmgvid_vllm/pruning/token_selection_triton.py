@@ -1,27 +1,29 @@
-"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, three launches per frame position.
+"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, by windows of frames.
 
 Same result as ``token_selection.select_tokens`` (the same equations, choices and tie rules;
-only floating-point summation order differs), built for speed on CUDA:
+only floating-point summation order differs), built for speed on CUDA. The video is cut into
+windows of ``_WINDOW`` consecutive frames (whatever the segments):
 
-- The tokens' inverse norms (a torch reduction), then one launch for every frame's in-frame
-  distances ``(T, M, M)`` (tiles above the diagonal, mirrored, so exactly symmetric).
-- The ``k`` smallest distances of every token to its segment's guide set are kept up to
-  date in ``nearest`` ``(T*M, k)``: as soon as a frame's tokens are chosen, every *later*
-  token of the segment merges its distances to them (a small matmul, then each new distance
-  inserted into the token's sorted list). Each (token, guide token) distance is computed
-  exactly once, by many programs in parallel, and the frame chosen next only reads its ``k``
-  numbers per token.
-- Position ``p`` (``p = -1, 0, ..., L-2`` for a longest segment of ``L`` frames) is three
-  launches over (row block, frame from ``p + 1`` on): merge the tokens chosen at ``p`` into
-  all later frames and write the densities of the frames at ``p + 1`` (eq. 7 or 9); their
-  scores (eq. 8 / 10); their ranks, which give the kept tokens (the top ``b``, ties to the
-  lower index). A merge is split over up to ``_MAX_SPLIT`` feature chunks when few frames
-  are left (the last program of a row block to finish, by an atomic ticket, adds the
-  partial dot products in chunk order and merges), so a position's time is not one
-  program's long chain of tile products. Inside a program, reductions across a tile are
-  avoided (``_merge_partials``): they were the slow part of these small programs.
+- One launch computes, for every window, the distances between all its tokens
+  ``(W*M, W*M)`` (tiles above the diagonal, mirrored, so exactly symmetric; tiles whose
+  frames share no segment are skipped). They hold every frame's in-frame distances and the
+  distances to the tokens of the earlier frames of its window.
+- Per window, one launch selects the tokens of the window's frames: one program per segment
+  piece in the window walks its frames in order. For a frame it inserts the distances to
+  the tokens already kept in this window (read from the window's distances) into the
+  ``k`` nearest guide distances brought by earlier windows (``nearest`` ``(T*M, k)``), then
+  computes density (eq. 7 or 9), score (eq. 8 / 10) and ranks, and appends the kept tokens
+  to its segment's guide list. No matmul and no launch boundary between frames of a window:
+  a frame costs a few microseconds of one program.
+- Then one launch pushes the tokens kept in the window into every later frame of their
+  segment: a tile product of the later tokens with the window's kept tokens, merged into
+  each later token's ``nearest`` list. Each (token, kept token) distance is computed exactly
+  once; a program covers one tile of kept tokens, writes the tile's ``k`` smallest per row,
+  and the last program of a row tile to finish (an atomic ticket) merges the tiles' lists.
+- A sorted list of ``k`` is updated by inserting one value at a time (elementwise min/max,
+  ``_insert``), never by reductions across a tile: those were the slow part of small programs.
 - On CUDA all launches are one CUDA graph per input shape, captured on first use and
-  replayed (the host cost of ``3T + 1`` Triton launches would exceed the GPU time).
+  replayed (the host cost of the ``2 T / W + 1`` Triton launches would exceed the GPU time).
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -43,13 +45,14 @@ __all__ = ["MAX_KNN", "select_tokens_triton", "supports"]
 
 MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes the torch path
 
-_BLOCK_ROWS = 32  # tokens of one frame per program (larger blocks made the merges slower on the H100)
-_MAX_SPLIT = 4  # feature chunks one merge is split into at most (partial dot products, then summed)
-_UNROLL = tl.constexpr(32)  # in-frame distance columns read per step of eq. 7
-_BLOCK_KEPT = 64  # guide tokens per matmul tile of a merge
-_BLOCK_D = 64  # feature chunk of the matmul
-_STAGES = 3  # software-pipelining depth of the merge's feature loop
-_IN_FRAME_TILE = 64  # rows and columns of one in-frame distance tile
+_WINDOW = 4  # frames per window: one selection launch and one push launch each
+_TILE = 64  # rows and columns of one window-distance tile
+_PUSH_ROWS = 64  # later tokens per push program
+_PUSH_COLS = 64  # kept tokens per push program
+_BLOCK_D = 64  # feature chunk of a tile product
+_STAGES = 3  # software-pipelining depth of the tile products' feature loop
+_UNROLL = tl.constexpr(32)  # columns read per step of the selection loops
+_SELECT_WARPS = 8  # warps of a selection program (one token of a frame per thread at M <= 256)
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -78,7 +81,7 @@ def _insert(value, r0, r1, r2, r3, r4):
 
 @triton.jit
 def _load_slot(near, j: tl.constexpr, row_ok, KNN: tl.constexpr):
-    """Slot ``j`` of the rows' ``nearest`` lists (``inf`` past ``KNN``)."""
+    """Slot ``j`` of the rows' lists at ``near`` (``inf`` past ``KNN``)."""
     if j < KNN:
         return tl.load(near + j, mask=row_ok, other=float("inf"))
     else:
@@ -86,21 +89,38 @@ def _load_slot(near, j: tl.constexpr, row_ok, KNN: tl.constexpr):
 
 
 @triton.jit
-def _store_slot(near, j: tl.constexpr, value, row_ok, KNN: tl.constexpr):
-    """Write slot ``j`` of the rows' ``nearest`` lists (nothing past ``KNN``)."""
-    if j < KNN:
-        tl.store(near + j, value, mask=row_ok)
+def _store_slots(near, r0, r1, r2, r3, r4, row_ok, KNN: tl.constexpr):
+    """Write the first ``KNN`` slots of the rows' lists at ``near``."""
+    tl.store(near, r0, mask=row_ok)
+    if KNN > 1:
+        tl.store(near + 1, r1, mask=row_ok)
+    if KNN > 2:
+        tl.store(near + 2, r2, mask=row_ok)
+    if KNN > 3:
+        tl.store(near + 3, r3, mask=row_ok)
+    if KNN > 4:
+        tl.store(near + 4, r4, mask=row_ok)
 
 
 @triton.jit
-def _tile_products(tokens, flat_rows, row_ok, flat_cols, col_ok, D, d_start, d_stop, BLOCK_R: tl.constexpr,
-                   BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """``(BLOCK_R, BLOCK_C)`` dot products of the token rows ``flat_rows`` and ``flat_cols`` over
-    the features ``[d_start, d_stop)`` (fp32 accumulation)."""
+def _mean_of_smallest(r0, r1, r2, r3, r4, k):
+    """Mean of the ``k`` (``0 <= k <= 5``) smallest, ``r0 .. r{k-1}``, added in ascending order; 0 if ``k == 0``."""
+    total = tl.where(k > 0, r0, 0.0)
+    total += tl.where(k > 1, r1, 0.0)
+    total += tl.where(k > 2, r2, 0.0)
+    total += tl.where(k > 3, r3, 0.0)
+    total += tl.where(k > 4, r4, 0.0)
+    return total / tl.maximum(k, 1).to(tl.float32)
+
+
+@triton.jit
+def _tile_products(tokens, flat_rows, row_ok, flat_cols, col_ok, D, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+                   BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    """``(BLOCK_R, BLOCK_C)`` dot products of the token rows ``flat_rows`` and ``flat_cols`` (fp32 accumulation)."""
     features = tl.arange(0, BLOCK_D)
     dots = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
-    for d0 in range(d_start, d_stop, BLOCK_D):
-        f_ok = d0 + features < d_stop
+    for d0 in range(0, D, BLOCK_D):
+        f_ok = d0 + features < D
         a = tl.load(tokens + flat_rows[:, None] * D + d0 + features[None, :],
                     mask=row_ok[:, None] & f_ok[None, :], other=0.0)
         b = tl.load(tokens + flat_cols[None, :] * D + d0 + features[:, None],
@@ -123,298 +143,282 @@ def _unit_distances(dots, row_inv, col_inv, SAME: tl.constexpr):
 
 
 @triton.jit
-def _store_partial_dots(tokens, partial, kept, frame, source, num_kept, rows, row_ok, chunk, chunk_d, chunk_stride,
-                        M, D, M_COLS, BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr, BLOCK_D: tl.constexpr,
-                        IEEE: tl.constexpr):
-    """Dot products of ``rows`` of ``frame`` with the ``num_kept`` tokens chosen in ``source``, over
-    the features of chunk ``chunk`` (``chunk_d`` of them), into ``partial[chunk, frame, column, row]``."""
-    flat_rows = frame.to(tl.int64) * M + rows
-    d_start = chunk * chunk_d
-    d_stop = tl.minimum(d_start + chunk_d, D)
-    for start in range(0, num_kept, BLOCK_KEPT):
-        cols = start + tl.arange(0, BLOCK_KEPT)
-        col_ok = cols < num_kept
-        chosen = tl.load(kept + source.to(tl.int64) * M + cols, mask=col_ok, other=0)
-        dots = _tile_products(tokens, flat_rows, row_ok, source.to(tl.int64) * M + chosen, col_ok, D, d_start, d_stop,
-                              BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE)
-        target = partial + chunk.to(tl.int64) * chunk_stride + (frame.to(tl.int64) * M_COLS + cols[None, :]) * M
-        tl.store(target + rows[:, None], dots, mask=row_ok[:, None] & col_ok[None, :])
+def _window_distances_kernel(tokens, inv_norms, plan, distances, T, M, D, WM, W: tl.constexpr, SAME: tl.constexpr,
+                             TILE: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    """Program ``(window, row tile, column tile)``: one tile of the window's ``(W*M, W*M)``
+    distances (tokens numbered from the window's first) and its mirror; exactly symmetric,
+    zero diagonal. Tiles below the diagonal, past the video's end, or whose row frames and
+    column frames share no segment exit (those distances are never read)."""
+    window = tl.program_id(0)
+    row_tile = tl.program_id(1)
+    col_tile = tl.program_id(2)
+    first = window.to(tl.int64) * WM  # flat index of the window's first token
+    count = tl.minimum(WM, T * M - first)  # tokens in this window
+    if row_tile <= col_tile and col_tile * TILE < count:
+        last_row = tl.minimum(row_tile * TILE + TILE, count) - 1
+        # Segments are contiguous: some row frame shares a segment with a column frame iff
+        # the first column frame's segment starts at or before the last row frame.
+        if tl.load(plan + (first + col_tile * TILE) // M) <= (first + last_row) // M:
+            rows = row_tile * TILE + tl.arange(0, TILE)
+            cols = col_tile * TILE + tl.arange(0, TILE)
+            row_ok, col_ok = rows < count, cols < count
+            dots = _tile_products(tokens, first + rows, row_ok, first + cols, col_ok, D, TILE, TILE, BLOCK_D, IEEE)
+            row_inv = tl.load(inv_norms + first + rows, mask=row_ok, other=0.0)
+            col_inv = tl.load(inv_norms + first + cols, mask=col_ok, other=0.0)
+            dist = _unit_distances(dots, row_inv, col_inv, SAME)
+            block = distances + window.to(tl.int64) * WM * WM
+            ok = row_ok[:, None] & col_ok[None, :]
+            if row_tile == col_tile:  # mirror the upper triangle onto the lower one
+                dist = tl.where(cols[None, :] > rows[:, None], dist, tl.trans(dist))
+                dist = tl.where(cols[None, :] == rows[:, None], 0.0, dist)
+                tl.store(block + rows[:, None] * WM + cols[None, :], dist, mask=ok)
+            else:
+                tl.store(block + rows[:, None] * WM + cols[None, :], dist, mask=ok)
+                tl.store(block + cols[None, :] * WM + rows[:, None], dist, mask=ok)
 
 
 @triton.jit
-def _merge_partials(inv_norms, nearest, partial, kept, frame, source, num_kept, rows, row_ok, chunks, chunk_stride,
-                    M, M_COLS, SAME: tl.constexpr, KNN: tl.constexpr, BLOCK_KEPT: tl.constexpr):
-    """Merge the distances of ``rows`` of ``frame`` to the ``num_kept`` tokens chosen in
-    ``source`` into their ``KNN`` smallest so far (``nearest``, ascending, inf-padded).
-
-    The dot products are the sums of the ``chunks`` partials, added in chunk order
-    (deterministic). The distances go back to chunk 0's slots and are inserted into each
-    row's sorted list one column at a time: elementwise min/max only, no reductions across
-    the tile (on the H100, eq. 7 by five pops of a 32 x 256 tile took 27 us, by inserts 8 us).
-    """
+def _first_frame_density(block, local, rows, row_ok, M, WM, KNN: tl.constexpr, UNROLL: tl.constexpr):
+    """Eq. 7 for the tokens ``rows`` of the frame whose tokens start at ``local`` in the
+    window's distances ``block``: exp(-mean distance to the k nearest other tokens of the
+    frame). Column ``c`` of the rows is row ``c`` of the symmetric distances (contiguous)."""
     big = float("inf")
-    flat_rows = frame.to(tl.int64) * M + rows
-    near = nearest + flat_rows * KNN  # slot j of every row at near + j
-    r0, r1, r2 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN), _load_slot(near, 2, row_ok, KNN)
-    r3, r4 = _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
-    row_inv = tl.load(inv_norms + flat_rows, mask=row_ok, other=0.0)
-    columns = partial + frame.to(tl.int64) * M_COLS * M  # chunk 0: [column, row] of this frame
-    for start in range(0, num_kept, BLOCK_KEPT):
-        cols = start + tl.arange(0, BLOCK_KEPT)
-        col_ok = cols < num_kept
-        chosen = tl.load(kept + source.to(tl.int64) * M + cols, mask=col_ok, other=0)
-        col_inv = tl.load(inv_norms + source.to(tl.int64) * M + chosen, mask=col_ok, other=0.0)
-        tile = columns + cols[None, :] * M + rows[:, None]
-        ok = row_ok[:, None] & col_ok[None, :]
-        dots = tl.zeros((rows.shape[0], BLOCK_KEPT), dtype=tl.float32)
-        for chunk in range(0, chunks):  # written by other programs of this launch: bypass L1
-            dots += tl.load(tile + chunk * chunk_stride, mask=ok, other=0.0, cache_modifier=".cg")
-        tl.store(tile, _unit_distances(dots, row_inv, col_inv, SAME), mask=ok)
-        tl.debug_barrier()  # the tile is stored before its columns are read back
-        for j in tl.static_range(BLOCK_KEPT):
-            # (rows * 0 + ...: a full mask; Triton's interpreter rejects a broadcast one)
-            column_ok = rows * 0 + start + j < num_kept
-            value = tl.load(columns + (start + j) * M + rows, mask=row_ok & column_ok, other=big)
-            r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
-    _store_slot(near, 0, r0, row_ok, KNN)
-    _store_slot(near, 1, r1, row_ok, KNN)
-    _store_slot(near, 2, r2, row_ok, KNN)
-    _store_slot(near, 3, r3, row_ok, KNN)
-    _store_slot(near, 4, r4, row_ok, KNN)
-
-
-@triton.jit
-def _first_frame_density(in_frame, density, frame, rows, row_ok, M, KNN: tl.constexpr, UNROLL: tl.constexpr):
-    """Eq. 7 for ``rows`` of ``frame``: exp(-mean distance to the k nearest other tokens of the
-    frame). Column ``c`` of the rows is row ``c`` of the (symmetric) in-frame distances, read
-    ``UNROLL`` columns at a time and inserted into sorted lists as in ``_merge_partials``."""
-    big = float("inf")
-    base = frame.to(tl.int64) * M
     r0 = tl.full(rows.shape, big, tl.float32)
     r1, r2, r3, r4 = r0, r0, r0, r0
     for start in range(0, M, UNROLL):
         for j in tl.static_range(UNROLL):
             column = start + j
-            column_ok = rows * 0 + column < M  # a full mask, as in _merge_partials
-            value = tl.load(in_frame + (base + column) * M + rows, mask=row_ok & column_ok, other=big)
-            value = tl.where(rows == column, big, value)
-            r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+            # (rows * 0 + ...: a full mask; Triton's interpreter rejects a broadcast one)
+            value = tl.load(block + (local + column) * WM + local + rows, mask=row_ok & (rows * 0 + column < M),
+                            other=big)
+            r0, r1, r2, r3, r4 = _insert(tl.where(rows == column, big, value), r0, r1, r2, r3, r4)
     k = tl.minimum(M - 1, KNN)
-    total = tl.where(k > 0, r0, 0.0)  # the k smallest, added in ascending order
-    total += tl.where(k > 1, r1, 0.0)
-    total += tl.where(k > 2, r2, 0.0)
-    total += tl.where(k > 3, r3, 0.0)
-    total += tl.where(k > 4, r4, 0.0)
-    value = tl.where(k > 0, tl.exp(-(total / tl.maximum(k, 1).to(tl.float32))), 1.0)
-    tl.store(density + base + rows, value, mask=row_ok)
+    return tl.where(k > 0, tl.exp(-_mean_of_smallest(r0, r1, r2, r3, r4, k)), 1.0)
 
 
 @triton.jit
-def _guided_density(nearest, plan, density, frame, rows, row_ok, T, M, KNN: tl.constexpr):
-    """Eq. 9 for ``rows`` of ``frame``: 1 - exp(-mean distance to the k nearest guide tokens)."""
+def _guided_density(block, nearest, guide, plan, frame, segment, window_first, local, rows, row_ok, T, M, WM,
+                    KNN: tl.constexpr, UNROLL: tl.constexpr):
+    """Eq. 9 for the tokens ``rows`` of ``frame``: 1 - exp(-mean distance to the k nearest
+    guide tokens). ``nearest`` holds the k nearest among the tokens kept before this window;
+    the tokens kept in this window's earlier frames (guide entries ``first .. stop - 1``) are
+    inserted from the window's distances ``block`` (tokens numbered from ``window_first``)."""
     big = float("inf")
-    flat_rows = frame.to(tl.int64) * M + rows
-    slot = tl.arange(0, 8)
-    near = tl.load(nearest + flat_rows[:, None] * KNN + slot[None, :],
-                   mask=row_ok[:, None] & (slot[None, :] < KNN), other=big)
-    total = tl.sum(tl.where(near < big, near, 0.0), axis=1)
-    count = tl.maximum(tl.minimum(tl.load(plan + 2 * T + frame), KNN), 1).to(tl.float32)
-    tl.store(density + flat_rows, 1.0 - tl.exp(-(total / count)), mask=row_ok)
+    near = nearest + (frame * M + rows) * KNN
+    r0, r1, r2 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN), _load_slot(near, 2, row_ok, KNN)
+    r3, r4 = _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
+    first = tl.load(plan + 2 * T + tl.maximum(window_first // M, segment))
+    stop = tl.load(plan + 2 * T + frame)
+    entries = guide + segment * M
+    for start in range(first, stop, UNROLL):
+        for j in tl.static_range(UNROLL):
+            entry = start + j
+            token = tl.load(entries + entry, mask=entry < stop, other=window_first)
+            value = tl.load(block + (token - window_first) * WM + local + rows,
+                            mask=row_ok & (rows * 0 + entry < stop), other=big)
+            r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+    k = tl.minimum(stop, KNN)  # the guide's size
+    return 1.0 - tl.exp(-_mean_of_smallest(r0, r1, r2, r3, r4, k))
 
 
 @triton.jit
-def _in_frame_kernel(tokens, inv_norms, in_frame, M, D, SAME: tl.constexpr, BLOCK: tl.constexpr,
-                     BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """Program ``(frame, row block, column block)``: the in-frame distances of one tile and its
-    mirror (exactly symmetric, zero diagonal). Tiles below the diagonal exit."""
-    frame = tl.program_id(0)
-    row_block = tl.program_id(1)
-    col_block = tl.program_id(2)
-    if row_block <= col_block:
-        base = frame.to(tl.int64) * M
-        rows = row_block * BLOCK + tl.arange(0, BLOCK)
-        cols = col_block * BLOCK + tl.arange(0, BLOCK)
-        row_ok, col_ok = rows < M, cols < M
-        dots = _tile_products(tokens, base + rows, row_ok, base + cols, col_ok, D, 0, D, BLOCK, BLOCK, BLOCK_D, IEEE)
-        row_inv = tl.load(inv_norms + base + rows, mask=row_ok, other=0.0)
-        dist = _unit_distances(dots, row_inv, tl.load(inv_norms + base + cols, mask=col_ok, other=0.0), SAME)
-        ok = row_ok[:, None] & col_ok[None, :]
-        if row_block == col_block:  # mirror the upper triangle onto the lower one
-            upper = cols[None, :] > rows[:, None]
-            dist = tl.where(upper, dist, tl.trans(dist))
-            dist = tl.where(cols[None, :] == rows[:, None], 0.0, dist)
-            tl.store(in_frame + (base + rows)[:, None] * M + cols[None, :], dist, mask=ok)
-        else:
-            tl.store(in_frame + (base + rows)[:, None] * M + cols[None, :], dist, mask=ok)
-            tl.store(in_frame + (base + cols)[None, :] * M + rows[:, None], dist, mask=ok)
+def _separation(block, densities, own_density, local, rows, row_ok, M, WM, UNROLL: tl.constexpr):
+    """Eq. 8 / 10: distance of each row to the nearest strictly denser token of its frame, or
+    the largest distance for the densest (``densities`` of the frame's tokens in memory)."""
+    big = float("inf")
+    nearest_denser = tl.full(rows.shape, big, tl.float32)
+    farthest = tl.zeros(rows.shape, tl.float32)  # distances are >= 0 (a row's own is 0)
+    for start in range(0, M, UNROLL):
+        for j in tl.static_range(UNROLL):
+            column = start + j
+            # past M: 0, never denser (and rows past M get separation 0, not inf * 0)
+            dist = tl.load(block + (local + column) * WM + local + rows, mask=row_ok & (rows * 0 + column < M),
+                           other=0.0)
+            denser = tl.load(densities + column, mask=column < M, other=-big) > own_density
+            nearest_denser = tl.where(denser, tl.minimum(nearest_denser, dist), nearest_denser)
+            farthest = tl.maximum(farthest, dist)
+    return tl.where(nearest_denser < big, nearest_denser, farthest)
 
 
 @triton.jit
-def _merge_kernel(tokens, inv_norms, in_frame, plan, nearest, kept, partial, arrivals, density, position, chunks,
-                  chunk_d, chunk_stride, T, M, D, M_COLS, SAME: tl.constexpr, KNN: tl.constexpr,
-                  BLOCK_ROWS: tl.constexpr, BLOCK_KEPT: tl.constexpr, BLOCK_D: tl.constexpr,
-                  IEEE: tl.constexpr):
-    """Program ``(row block, frame, feature chunk)``, first launch of position ``position``.
-
-    If the frame comes later in its segment than ``position``, the program adds one feature
-    chunk of the dot products of its rows with the tokens chosen at ``position`` to
-    ``partial``; the last of the ``chunks`` programs of the row block to finish (a ticket from
-    ``arrivals``) merges the summed distances into the rows' ``nearest`` lists. Then, if the
-    frame is at ``position + 1``, that program writes its rows' densities (eq. 7 from the
-    in-frame distances at a segment's first frame, eq. 9 from ``nearest`` after).
-    Splitting the features shortens the chain of dependent tile products of a merge, which
-    bounds the time of a position with few frames left to merge into.
-    """
-    block = tl.program_id(0)
-    frame = position + 1 + tl.program_id(1)  # frames before position + 1 have nothing to do
-    chunk = tl.program_id(2)
-    start = tl.load(plan + frame)
-    frame_position = frame - start
-    rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    last = chunk == 0
-    if position >= 0 and frame_position > position:
-        source = start + position
-        num_kept = tl.load(plan + T + source)
-        if num_kept > 0:
-            _store_partial_dots(tokens, partial, kept, frame, source, num_kept, rows, rows < M, chunk, chunk_d,
-                                chunk_stride, M, D, M_COLS, BLOCK_ROWS, BLOCK_KEPT, BLOCK_D, IEEE)
-            tl.debug_barrier()  # every thread's partials are stored before the ticket is taken
-            counter = arrivals + frame * tl.num_programs(0) + block
-            last = tl.atomic_add(counter, 1) == chunks - 1
-            if last:
-                tl.store(counter, 0)  # ready for the next position
-                _merge_partials(inv_norms, nearest, partial, kept, frame, source, num_kept, rows, rows < M, chunks,
-                                chunk_stride, M, M_COLS, SAME, KNN, BLOCK_KEPT)
-    if last and frame_position == position + 1 and tl.load(plan + T + frame) > 0:
-        tl.debug_barrier()  # this program's own merge wrote these rows
-        if position < 0:
-            _first_frame_density(in_frame, density, frame, rows, rows < M, M, KNN, _UNROLL)
-        else:
-            _guided_density(nearest, plan, density, frame, rows, rows < M, T, M, KNN)
+def _rank(scores, own_score, rows, M, UNROLL: tl.constexpr):
+    """Each row's rank by score among the frame's ``M`` (``scores`` in memory): descending,
+    equal scores to the lower index."""
+    rank = tl.zeros(rows.shape, tl.int32)
+    for start in range(0, M, UNROLL):
+        for j in tl.static_range(UNROLL):
+            column = start + j
+            other = tl.load(scores + column, mask=column < M, other=-float("inf"))
+            ahead = (other > own_score) | ((other == own_score) & (column < rows))
+            rank += ahead.to(tl.int32)
+    return rank
 
 
 @triton.jit
-def _score_kernel(in_frame, plan, density, score, position, T, M,
-                  BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr):
-    """Program ``(row block, frame)``, second launch: for the frame at ``position + 1``, the
-    score ``density * separation`` (eq. 8 / 10) of its rows; separation is the distance to
-    the nearest strictly denser token of the frame, or the largest distance for the densest."""
-    block = tl.program_id(0)
-    frame = position + 1 + tl.program_id(1)  # frames before position + 1 have nothing to do
-    if frame - tl.load(plan + frame) == position + 1 and tl.load(plan + T + frame) > 0:
-        big = float("inf")
-        base = frame.to(tl.int64) * M
-        rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-        cols = tl.arange(0, BLOCK_M)
-        row_ok, col_ok = rows < M, cols < M
-        density_i = tl.load(density + base + rows, mask=row_ok, other=0.0)
-        density_j = tl.load(density + base + cols, mask=col_ok, other=0.0)
-        dist = tl.load(in_frame + (base + rows)[:, None] * M + cols[None, :],
-                       mask=row_ok[:, None] & col_ok[None, :], other=0.0)
-        denser = (density_j[None, :] > density_i[:, None]) & col_ok[None, :]
-        nearest_denser = tl.min(tl.where(denser, dist, big), axis=1)
-        farthest = tl.max(tl.where(col_ok[None, :], dist, -big), axis=1)
-        separation = tl.where(nearest_denser < big, nearest_denser, farthest)
-        tl.store(score + base + rows, density_i * separation, mask=row_ok)
-
-
-@triton.jit
-def _rank_kernel(plan, score, keep, kept, position, T, M, BLOCK_ROWS: tl.constexpr, BLOCK_M: tl.constexpr):
-    """Program ``(row block, frame)``, third launch: for the frame at ``position + 1``, each
-    row's rank by score (descending, ties to the lower index); the top ``budget`` are kept and
-    listed in ``kept[frame, rank]`` for the next position's merges."""
-    block = tl.program_id(0)
-    frame = position + 1 + tl.program_id(1)  # frames before position + 1 have nothing to do
+def _select_frame(distances, plan, nearest, guide, density, score, keep, window, frame, segment, T, M, WM,
+                  KNN: tl.constexpr, BLOCK_M: tl.constexpr, UNROLL: tl.constexpr):
+    """Keep the ``budget`` best-scoring tokens of ``frame`` and append them to its segment's
+    guide list (entries ``guide[segment * M + offset + rank]``, flat token indices)."""
     budget = tl.load(plan + T + frame)
-    if frame - tl.load(plan + frame) == position + 1 and budget > 0:
-        big = float("inf")
-        base = frame.to(tl.int64) * M
-        rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-        cols = tl.arange(0, BLOCK_M)
-        row_ok, col_ok = rows < M, cols < M
-        score_i = tl.load(score + base + rows, mask=row_ok, other=-big)
-        score_j = tl.load(score + base + cols, mask=col_ok, other=-big)
-        ahead = (score_j[None, :] > score_i[:, None]) | ((score_j[None, :] == score_i[:, None]) & (cols[None, :] < rows[:, None]))
-        rank = tl.sum((ahead & col_ok[None, :]).to(tl.int32), axis=1)
+    if budget > 0:
+        rows = tl.arange(0, BLOCK_M)
+        row_ok = rows < M
+        window_first = window * WM
+        block = distances + window.to(tl.int64) * WM * WM
+        local = frame * M - window_first  # the frame's first token in the window
+        if frame == segment:
+            own_density = _first_frame_density(block, local, rows, row_ok, M, WM, KNN, UNROLL)
+        else:
+            own_density = _guided_density(block, nearest, guide, plan, frame, segment, window_first, local, rows,
+                                          row_ok, T, M, WM, KNN, UNROLL)
+        base = frame * M
+        tl.store(density + base + rows, own_density, mask=row_ok)
+        tl.debug_barrier()  # every density is stored before any is read back
+        own_score = own_density * _separation(block, density + base, own_density, local, rows, row_ok, M, WM, UNROLL)
+        tl.store(score + base + rows, own_score, mask=row_ok)
+        tl.debug_barrier()
+        rank = _rank(score + base, own_score, rows, M, UNROLL)
         chosen = row_ok & (rank < budget)
         tl.store(keep + base + rows, chosen.to(tl.int8), mask=row_ok)
-        tl.store(kept + base + rank, rows, mask=chosen)
+        tl.store(guide + segment * M + tl.load(plan + 2 * T + frame) + rank, base + rows, mask=chosen)
+        tl.debug_barrier()  # the next frame reads these guide entries
+
+
+@triton.jit
+def _select_kernel(distances, plan, nearest, guide, density, score, keep, window, T, M, W: tl.constexpr,
+                   KNN: tl.constexpr, BLOCK_M: tl.constexpr, UNROLL: tl.constexpr):
+    """Program ``j`` of window ``window``: if frame ``window * W + j`` is the window's first
+    frame of its segment, select the tokens of that segment's frames in the window, in order."""
+    leader = window * W + tl.program_id(0)
+    if leader < T:
+        segment = tl.load(plan + leader)
+        if tl.program_id(0) == 0 or segment == leader:
+            for frame in range(leader, tl.minimum(window * W + W, T)):
+                if tl.load(plan + frame) == segment:
+                    _select_frame(distances, plan, nearest, guide, density, score, keep, window, frame, segment, T, M,
+                                  W * M, KNN, BLOCK_M, UNROLL)
+
+
+@triton.jit
+def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, T, M, D,
+                 W: tl.constexpr, SAME: tl.constexpr, KNN: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr,
+                 BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    """Program ``(row tile, frame after the window, column tile)``: distances of ``ROWS`` tokens
+    of the frame to ``COLS`` of the tokens its segment kept in window ``window``, merged into
+    the tokens' ``nearest`` lists.
+
+    The program writes each row's ``KNN`` smallest of its tile to ``partial``; the last program
+    of the row tile to finish (a ticket from ``arrivals``) merges all tiles' lists into
+    ``nearest``. The tile is transposed through ``transposed`` (the program's own region), so
+    each kept token's distances are read back as one vector and inserted, without reductions.
+    """
+    row_tile = tl.program_id(0)
+    frame = (window + 1) * W + tl.program_id(1)
+    col_tile = tl.program_id(2)
+    segment = tl.load(plan + frame)
+    lowest = tl.maximum(window * W, segment)  # the segment's first frame in the window
+    if lowest < window * W + W:
+        first = tl.load(plan + 2 * T + lowest)
+        count = tl.load(plan + 2 * T + window * W + W) - first  # tokens kept in the window (same segment)
+        tiles = tl.cdiv(count, COLS)
+        if col_tile < tiles:
+            big = float("inf")
+            rows = row_tile * ROWS + tl.arange(0, ROWS)
+            cols = col_tile * COLS + tl.arange(0, COLS)
+            row_ok, col_ok = rows < M, cols < count
+            flat_rows = frame.to(tl.int64) * M + rows
+            kept = tl.load(guide + segment * M + first + cols, mask=col_ok, other=0)
+            dots = _tile_products(tokens, flat_rows, row_ok, kept.to(tl.int64), col_ok, D, ROWS, COLS, BLOCK_D, IEEE)
+            row_inv = tl.load(inv_norms + flat_rows, mask=row_ok, other=0.0)
+            dist = _unit_distances(dots, row_inv, tl.load(inv_norms + kept, mask=col_ok, other=0.0), SAME)
+            row_tiles = tl.num_programs(0)
+            region = transposed + ((col_tile * T + frame).to(tl.int64) * row_tiles + row_tile) * (COLS * ROWS)
+            local_rows = tl.arange(0, ROWS)
+            tl.store(region + tl.arange(0, COLS)[None, :] * ROWS + local_rows[:, None], dist,
+                     mask=row_ok[:, None] & col_ok[None, :])
+            tl.debug_barrier()  # the tile is stored before its columns are read back
+            r0 = tl.full((ROWS,), big, tl.float32)
+            r1, r2, r3, r4 = r0, r0, r0, r0
+            for j in tl.static_range(COLS):
+                value = tl.load(region + j * ROWS + local_rows,
+                                mask=row_ok & (rows * 0 + col_tile * COLS + j < count), other=big)
+                r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+            _store_slots(partial + (col_tile * T * M + flat_rows) * KNN, r0, r1, r2, r3, r4, row_ok, KNN)
+            tl.debug_barrier()  # every thread's lists are stored before the ticket is taken
+            counter = arrivals + frame * row_tiles + row_tile
+            if tl.atomic_add(counter, 1) == tiles - 1:
+                tl.store(counter, 0)  # ready for the next window
+                near = nearest + flat_rows * KNN
+                r0, r1 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN)
+                r2, r3, r4 = _load_slot(near, 2, row_ok, KNN), _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
+                for tile in range(0, tiles):  # written by other programs of this launch: bypass L1
+                    lists = partial + (tile * T * M + flat_rows) * KNN
+                    for slot in tl.static_range(KNN):
+                        value = tl.load(lists + slot, mask=row_ok, other=big, cache_modifier=".cg")
+                        r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+                _store_slots(near, r0, r1, r2, r3, r4, row_ok, KNN)
 
 
 class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
-    ``run(positions)`` computes the inverse norms (torch), issues the in-frame launch and
-    positions ``-1 .. positions - 2``; it reads only device memory (its few temporaries come
-    from the graph's pool), so on CUDA it is captured in a CUDA graph
-    per number of positions (``_run_as_graph``) and replayed: one host call per video
-    instead of ``3 * positions + 1`` Triton launches, whose host-side cost would dominate.
+    ``run()`` computes the inverse norms (torch), issues the window-distance launch, then per
+    window a selection launch and (but for the last window) a push launch. It reads only
+    device memory (its few temporaries come from the graph's pool), so on CUDA it is captured
+    in one CUDA graph (``_run_as_graph``) and replayed: one host call per video.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
                  device: torch.device) -> None:
         self.shape = (num_frames, per_frame, dim)
         self.knn = knn
-        self.kept_columns = triton.cdiv(per_frame, _BLOCK_KEPT) * _BLOCK_KEPT
-        # Under Triton's interpreter: the H100's 132 SMs, so merges are split as they would be there.
-        sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
-        self.target_programs = 2 * sms
+        self.windows = triton.cdiv(num_frames, _WINDOW)
+        window_tokens = _WINDOW * per_frame
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
         self.plan = torch.zeros(3, num_frames, dtype=torch.int32, device=device)
-        self.in_frame = torch.empty(num_frames, per_frame, per_frame, device=device)
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
+        self.distances = torch.empty(self.windows, window_tokens, window_tokens, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
-        self.partial = torch.empty(_MAX_SPLIT, num_frames, self.kept_columns, per_frame, device=device)
-        self.arrivals = torch.zeros(num_frames, triton.cdiv(per_frame, _BLOCK_ROWS), dtype=torch.int32,
-                                    device=device)  # back to 0 after every merge
-        self.scratch = torch.empty(2, num_frames, per_frame, device=device)
-        self.kept = torch.empty(num_frames, per_frame, dtype=torch.int32, device=device)
+        self.guide = torch.empty(num_frames * per_frame, dtype=torch.int32, device=device)
+        self.scratch = torch.empty(2, num_frames, per_frame, device=device)  # densities, scores
         self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of positions (CUDA only)
+        # A window keeps at most all its tokens: that many column tiles per push at most.
+        col_tiles, row_tiles = triton.cdiv(window_tokens, _PUSH_COLS), triton.cdiv(per_frame, _PUSH_ROWS)
+        self.push_grid = (row_tiles, col_tiles)
+        self.transposed = torch.empty(col_tiles, num_frames, row_tiles, _PUSH_COLS * _PUSH_ROWS, device=device)
+        self.partial = torch.empty(col_tiles, num_frames * per_frame, knn, device=device)
+        self.arrivals = torch.zeros(num_frames, row_tiles, dtype=torch.int32, device=device)  # 0 after every push
+        self.graph: torch.cuda.CUDAGraph | None = None
 
-    def feature_chunks(self, position: int) -> int:
-        """Feature chunks of position ``position``'s merges: enough programs for about two per
-        SM, counting every frame after ``position`` as one to merge into (exact for one segment)."""
-        num_frames, _, dim = self.shape
-        merges = (num_frames - position - 1) * self.arrivals.shape[1]
-        if position < 0 or merges == 0:
-            return 1
-        return max(1, min(_MAX_SPLIT, triton.cdiv(dim, _BLOCK_D), triton.cdiv(self.target_programs, merges)))
-
-    def run(self, positions: int) -> None:
+    def run(self) -> None:
         num_frames, per_frame, dim = self.shape
         ieee = self.tokens.dtype == torch.float32
+        window_tokens = _WINDOW * per_frame
         self.keep.zero_()
-        tiles = triton.cdiv(per_frame, _IN_FRAME_TILE)
-        # torch's reduction: 22 us for 32 frames on the H100, vs 61 for a Triton pass and ~40 for
-        # squaring inside the in-frame tiles
+        # torch's reduction: 22 us for 32 frames on the H100, vs 61 for a Triton pass
         self.inv_norms.copy_(_inverse_norms(self.tokens))
         self.nearest.fill_(float("inf"))  # the guide sets start empty
-        _in_frame_kernel[(num_frames, tiles, tiles)](
-            self.tokens, self.inv_norms, self.in_frame, per_frame, dim, SAME=SAME_TOKEN, BLOCK=_IN_FRAME_TILE,
-            BLOCK_D=_BLOCK_D, IEEE=ieee)
-        row_blocks = triton.cdiv(per_frame, _BLOCK_ROWS)
+        tiles = triton.cdiv(window_tokens, _TILE)
+        _window_distances_kernel[(self.windows, tiles, tiles)](
+            self.tokens, self.inv_norms, self.plan, self.distances, num_frames, per_frame, dim, window_tokens,
+            W=_WINDOW, SAME=SAME_TOKEN, TILE=_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
         block_m = max(16, triton.next_power_of_2(per_frame))
         density, score = self.scratch
-        for position in range(-1, positions - 1):
-            # Programs only for frames from position + 1 on: a frame later than `position` in
-            # its segment comes at least that far into the video.
-            frames = num_frames - position - 1
-            chunk_d = triton.cdiv(triton.cdiv(dim, _BLOCK_D), self.feature_chunks(position)) * _BLOCK_D
-            chunks = triton.cdiv(dim, chunk_d)
-            _merge_kernel[(row_blocks, frames, chunks)](
-                self.tokens, self.inv_norms, self.in_frame, self.plan, self.nearest, self.kept, self.partial,
-                self.arrivals, density, position, chunks, chunk_d, self.partial.stride(0), num_frames, per_frame, dim,
-                self.kept_columns, SAME=SAME_TOKEN, KNN=self.knn, BLOCK_ROWS=_BLOCK_ROWS, BLOCK_KEPT=_BLOCK_KEPT,
-                BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
-            _score_kernel[(row_blocks, frames)](self.in_frame, self.plan, density, score, position, num_frames,
-                                                per_frame, BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
-            _rank_kernel[(row_blocks, frames)](self.plan, score, self.keep, self.kept, position, num_frames, per_frame,
-                                               BLOCK_ROWS=_BLOCK_ROWS, BLOCK_M=block_m)
+        row_tiles, col_tiles = self.push_grid
+        for window in range(self.windows):
+            _select_kernel[(_WINDOW,)](self.distances, self.plan, self.nearest, self.guide, density, score, self.keep,
+                                       window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, BLOCK_M=block_m,
+                                       UNROLL=_UNROLL, num_warps=_SELECT_WARPS)
+            later = num_frames - (window + 1) * _WINDOW
+            if later > 0:
+                _push_kernel[(row_tiles, later, col_tiles)](
+                    self.tokens, self.inv_norms, self.plan, self.guide, self.nearest, self.transposed, self.partial,
+                    self.arrivals, window, num_frames, per_frame, dim, W=_WINDOW, SAME=SAME_TOKEN, KNN=self.knn,
+                    ROWS=_PUSH_ROWS, COLS=_PUSH_COLS, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
 
 
 _WORKSPACES: OrderedDict[tuple, _Workspace] = OrderedDict()
-_MAX_WORKSPACES = 4  # shapes kept (a 32-frame bf16 7B-shape video: ~76 MB of buffers, 26 MB of them partials)
+_MAX_WORKSPACES = 4  # shapes kept (a 32-frame bf16 7B-shape video: ~100 MB of buffers)
 
 
 def _workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
@@ -428,19 +432,17 @@ def _workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
     return _WORKSPACES[key]
 
 
-def _run_as_graph(workspace: _Workspace, positions: int) -> None:
-    """``workspace.run(positions)`` through a CUDA graph: the first time for this number of
-    positions it runs directly (compiling the kernels if needed) and is then captured;
-    afterwards the graph is replayed."""
-    graph = workspace.graphs.get(positions)
-    if graph is not None:
-        graph.replay()
+def _run_as_graph(workspace: _Workspace) -> None:
+    """``workspace.run()`` through a CUDA graph: the first time it runs directly (compiling
+    the kernels if needed) and is then captured; afterwards the graph is replayed."""
+    if workspace.graph is not None:
+        workspace.graph.replay()
         return
-    workspace.run(positions)
+    workspace.run()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        workspace.run(positions)  # recorded, not executed
-    workspace.graphs[positions] = graph
+        workspace.run()  # recorded, not executed
+    workspace.graph = graph
 
 
 def _plan(segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
@@ -467,15 +469,14 @@ def select_tokens_triton(
     Returns:
         ``(T, M)`` bool mask of the kept tokens, ``frame_budgets[t]`` True in row t.
 
-    On CUDA the launches replay a CUDA graph (one per shape and longest-segment length,
-    captured the first time); under the interpreter they run directly.
+    On CUDA the launches replay a CUDA graph (one per shape, captured the first time);
+    under the interpreter they run directly.
     """
     workspace = _workspace_for(tokens, knn) if tokens.is_cuda else _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
     workspace.tokens.copy_(tokens)
     workspace.plan.copy_(_plan(segments, frame_budgets), non_blocking=True)
-    positions = max(len(segment) for segment in segments)
     if tokens.is_cuda:
-        _run_as_graph(workspace, positions)
+        _run_as_graph(workspace)
     else:
-        workspace.run(positions)
+        workspace.run()
     return workspace.keep.clone().view(torch.bool)
