@@ -51,8 +51,9 @@ _PUSH_ROWS = 64  # later tokens per push program
 _PUSH_COLS = 64  # kept tokens per push program
 _BLOCK_D = 64  # feature chunk of a tile product
 _STAGES = 3  # software-pipelining depth of the tile products' feature loop
-_UNROLL = tl.constexpr(32)  # columns read per step of the selection loops
-_SELECT_WARPS = 8  # warps of a selection program (one token of a frame per thread at M <= 256)
+_GROUPS = 4  # columns a selection loop reads at once (1, 2 or 4), each into its own group of results
+_UNROLL = tl.constexpr(8)  # unrolled steps of the selection loops
+_SELECT_WARPS = 32  # warps of a selection program: at M <= 256, one (token, group) per thread
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -178,85 +179,122 @@ def _window_distances_kernel(tokens, inv_norms, plan, distances, T, M, D, WM, W:
 
 
 @triton.jit
-def _first_frame_density(block, local, rows, row_ok, M, WM, KNN: tl.constexpr, UNROLL: tl.constexpr):
+def _halve(r0, r1, r2, r3, r4, ROWS: tl.constexpr, HALF: tl.constexpr):
+    """``(ROWS, 2 * HALF)`` sorted lists -> ``(ROWS, HALF)``: the lists of groups ``2h`` and
+    ``2h + 1`` merged (the second's values inserted into the first's)."""
+    a0, b0 = tl.split(tl.reshape(r0, [ROWS, HALF, 2]))
+    a1, b1 = tl.split(tl.reshape(r1, [ROWS, HALF, 2]))
+    a2, b2 = tl.split(tl.reshape(r2, [ROWS, HALF, 2]))
+    a3, b3 = tl.split(tl.reshape(r3, [ROWS, HALF, 2]))
+    a4, b4 = tl.split(tl.reshape(r4, [ROWS, HALF, 2]))
+    a0, a1, a2, a3, a4 = _insert(b0, a0, a1, a2, a3, a4)
+    a0, a1, a2, a3, a4 = _insert(b1, a0, a1, a2, a3, a4)
+    a0, a1, a2, a3, a4 = _insert(b2, a0, a1, a2, a3, a4)
+    a0, a1, a2, a3, a4 = _insert(b3, a0, a1, a2, a3, a4)
+    return _insert(b4, a0, a1, a2, a3, a4)
+
+
+@triton.jit
+def _merge_groups(r0, r1, r2, r3, r4, ROWS: tl.constexpr, G: tl.constexpr):
+    """``(ROWS, G)`` sorted lists (``G`` in 1, 2, 4) -> ``(ROWS,)``: each row's ``G`` lists merged."""
+    if G == 4:
+        r0, r1, r2, r3, r4 = _halve(r0, r1, r2, r3, r4, ROWS, 2)
+    if G >= 2:
+        r0, r1, r2, r3, r4 = _halve(r0, r1, r2, r3, r4, ROWS, 1)
+    return (tl.reshape(r0, [ROWS]), tl.reshape(r1, [ROWS]), tl.reshape(r2, [ROWS]), tl.reshape(r3, [ROWS]),
+            tl.reshape(r4, [ROWS]))
+
+
+@triton.jit
+def _first_frame_density(block, local, rows, row_ok, M, WM, KNN: tl.constexpr, G: tl.constexpr,
+                         UNROLL: tl.constexpr):
     """Eq. 7 for the tokens ``rows`` of the frame whose tokens start at ``local`` in the
     window's distances ``block``: exp(-mean distance to the k nearest other tokens of the
-    frame). Column ``c`` of the rows is row ``c`` of the symmetric distances (contiguous)."""
+    frame). Column ``c`` of the rows is row ``c`` of the symmetric distances (contiguous);
+    ``G`` columns are read at once, each into its own group of sorted lists."""
     big = float("inf")
-    r0 = tl.full(rows.shape, big, tl.float32)
+    r0 = tl.full((rows.shape[0], G), big, tl.float32)
     r1, r2, r3, r4 = r0, r0, r0, r0
-    for start in range(0, M, UNROLL):
+    groups = tl.arange(0, G)[None, :]
+    for start in range(0, M, UNROLL * G):
         for j in tl.static_range(UNROLL):
-            column = start + j
-            # (rows * 0 + ...: a full mask; Triton's interpreter rejects a broadcast one)
-            value = tl.load(block + (local + column) * WM + local + rows, mask=row_ok & (rows * 0 + column < M),
-                            other=big)
-            r0, r1, r2, r3, r4 = _insert(tl.where(rows == column, big, value), r0, r1, r2, r3, r4)
+            column = start + j * G + groups  # (1, G)
+            ok = row_ok[:, None] & (column < M)
+            value = tl.load(block + (local + column) * WM + local + rows[:, None], mask=ok, other=big)
+            r0, r1, r2, r3, r4 = _insert(tl.where(rows[:, None] == column, big, value), r0, r1, r2, r3, r4)
+    r0, r1, r2, r3, r4 = _merge_groups(r0, r1, r2, r3, r4, rows.shape[0], G)
     k = tl.minimum(M - 1, KNN)
     return tl.where(k > 0, tl.exp(-_mean_of_smallest(r0, r1, r2, r3, r4, k)), 1.0)
 
 
 @triton.jit
 def _guided_density(block, nearest, guide, plan, frame, segment, window_first, local, rows, row_ok, T, M, WM,
-                    KNN: tl.constexpr, UNROLL: tl.constexpr):
+                    KNN: tl.constexpr, G: tl.constexpr, UNROLL: tl.constexpr):
     """Eq. 9 for the tokens ``rows`` of ``frame``: 1 - exp(-mean distance to the k nearest
     guide tokens). ``nearest`` holds the k nearest among the tokens kept before this window;
     the tokens kept in this window's earlier frames (guide entries ``first .. stop - 1``) are
-    inserted from the window's distances ``block`` (tokens numbered from ``window_first``)."""
+    inserted from the window's distances ``block`` (tokens numbered from ``window_first``),
+    ``G`` at once into groups of lists, which are merged at the end."""
     big = float("inf")
-    near = nearest + (frame * M + rows) * KNN
-    r0, r1, r2 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN), _load_slot(near, 2, row_ok, KNN)
-    r3, r4 = _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
+    r0 = tl.full((rows.shape[0], G), big, tl.float32)
+    r1, r2, r3, r4 = r0, r0, r0, r0
+    groups = tl.arange(0, G)[None, :]
     first = tl.load(plan + 2 * T + tl.maximum(window_first // M, segment))
     stop = tl.load(plan + 2 * T + frame)
     entries = guide + segment * M
-    for start in range(first, stop, UNROLL):
+    for start in range(first, stop, UNROLL * G):
         for j in tl.static_range(UNROLL):
-            entry = start + j
+            entry = start + j * G + groups  # (1, G)
             token = tl.load(entries + entry, mask=entry < stop, other=window_first)
-            value = tl.load(block + (token - window_first) * WM + local + rows,
-                            mask=row_ok & (rows * 0 + entry < stop), other=big)
+            value = tl.load(block + (token - window_first) * WM + local + rows[:, None],
+                            mask=row_ok[:, None] & (entry < stop), other=big)
             r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+    r0, r1, r2, r3, r4 = _merge_groups(r0, r1, r2, r3, r4, rows.shape[0], G)
+    near = nearest + (frame * M + rows) * KNN
+    r0, r1, r2, r3, r4 = _insert(_load_slot(near, 0, row_ok, KNN), r0, r1, r2, r3, r4)
+    r0, r1, r2, r3, r4 = _insert(_load_slot(near, 1, row_ok, KNN), r0, r1, r2, r3, r4)
+    r0, r1, r2, r3, r4 = _insert(_load_slot(near, 2, row_ok, KNN), r0, r1, r2, r3, r4)
+    r0, r1, r2, r3, r4 = _insert(_load_slot(near, 3, row_ok, KNN), r0, r1, r2, r3, r4)
+    r0, r1, r2, r3, r4 = _insert(_load_slot(near, 4, row_ok, KNN), r0, r1, r2, r3, r4)
     k = tl.minimum(stop, KNN)  # the guide's size
     return 1.0 - tl.exp(-_mean_of_smallest(r0, r1, r2, r3, r4, k))
 
 
 @triton.jit
-def _separation(block, densities, own_density, local, rows, row_ok, M, WM, UNROLL: tl.constexpr):
+def _separation(block, densities, own_density, local, rows, row_ok, M, WM, G: tl.constexpr, UNROLL: tl.constexpr):
     """Eq. 8 / 10: distance of each row to the nearest strictly denser token of its frame, or
-    the largest distance for the densest (``densities`` of the frame's tokens in memory)."""
+    the largest distance for the densest (``densities`` of the frame's tokens in memory).
+    ``G`` columns are read at once; the groups' minima and maxima are reduced at the end."""
     big = float("inf")
-    nearest_denser = tl.full(rows.shape, big, tl.float32)
-    farthest = tl.zeros(rows.shape, tl.float32)  # distances are >= 0 (a row's own is 0)
-    for start in range(0, M, UNROLL):
+    nearest_denser = tl.full((rows.shape[0], G), big, tl.float32)
+    farthest = tl.zeros((rows.shape[0], G), tl.float32)  # distances are >= 0 (a row's own is 0)
+    groups = tl.arange(0, G)[None, :]
+    for start in range(0, M, UNROLL * G):
         for j in tl.static_range(UNROLL):
-            column = start + j
+            column = start + j * G + groups  # (1, G)
             # past M: 0, never denser (and rows past M get separation 0, not inf * 0)
-            dist = tl.load(block + (local + column) * WM + local + rows, mask=row_ok & (rows * 0 + column < M),
-                           other=0.0)
-            denser = tl.load(densities + column, mask=column < M, other=-big) > own_density
+            dist = tl.load(block + (local + column) * WM + local + rows[:, None],
+                           mask=row_ok[:, None] & (column < M), other=0.0)
+            denser = tl.load(densities + column, mask=column < M, other=-big) > own_density[:, None]
             nearest_denser = tl.where(denser, tl.minimum(nearest_denser, dist), nearest_denser)
             farthest = tl.maximum(farthest, dist)
-    return tl.where(nearest_denser < big, nearest_denser, farthest)
+    nearest_denser = tl.min(nearest_denser, axis=1)
+    return tl.where(nearest_denser < big, nearest_denser, tl.max(farthest, axis=1))
 
 
 @triton.jit
-def _rank(scores, own_score, rows, M, UNROLL: tl.constexpr):
-    """Each row's rank by score among the frame's ``M`` (``scores`` in memory): descending,
-    equal scores to the lower index."""
-    rank = tl.zeros(rows.shape, tl.int32)
-    for start in range(0, M, UNROLL):
-        for j in tl.static_range(UNROLL):
-            column = start + j
-            other = tl.load(scores + column, mask=column < M, other=-float("inf"))
-            ahead = (other > own_score) | ((other == own_score) & (column < rows))
-            rank += ahead.to(tl.int32)
-    return rank
+def _ranked(score, rows, row_ok, BLOCK_M: tl.constexpr):
+    """The rows sorted by score, descending, equal scores to the lower index (as a stable
+    sort): ``(BLOCK_M,)`` row indices, rows past ``M`` last. Scores are >= 0, so their bits
+    order them as integers; the key's low half orders equal scores by index."""
+    key = (score.to(tl.int32, bitcast=True).to(tl.int64) << 32) | (BLOCK_M - 1 - rows).to(tl.int64)
+    key = tl.sort(tl.where(row_ok, key, -1), descending=True)
+    return BLOCK_M - 1 - (key & 0xFFFFFFFF).to(tl.int32)
 
 
 @triton.jit
-def _select_frame(distances, plan, nearest, guide, density, score, keep, window, frame, segment, T, M, WM,
-                  KNN: tl.constexpr, BLOCK_M: tl.constexpr, UNROLL: tl.constexpr):
+def _select_frame(distances, plan, nearest, guide, density, keep, window, frame, segment, T, M, WM,
+                  KNN: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr, UNROLL: tl.constexpr):
     """Keep the ``budget`` best-scoring tokens of ``frame`` and append them to its segment's
     guide list (entries ``guide[segment * M + offset + rank]``, flat token indices)."""
     budget = tl.load(plan + T + frame)
@@ -267,26 +305,24 @@ def _select_frame(distances, plan, nearest, guide, density, score, keep, window,
         block = distances + window.to(tl.int64) * WM * WM
         local = frame * M - window_first  # the frame's first token in the window
         if frame == segment:
-            own_density = _first_frame_density(block, local, rows, row_ok, M, WM, KNN, UNROLL)
+            own_density = _first_frame_density(block, local, rows, row_ok, M, WM, KNN, G, UNROLL)
         else:
             own_density = _guided_density(block, nearest, guide, plan, frame, segment, window_first, local, rows,
-                                          row_ok, T, M, WM, KNN, UNROLL)
+                                          row_ok, T, M, WM, KNN, G, UNROLL)
         base = frame * M
         tl.store(density + base + rows, own_density, mask=row_ok)
         tl.debug_barrier()  # every density is stored before any is read back
-        own_score = own_density * _separation(block, density + base, own_density, local, rows, row_ok, M, WM, UNROLL)
-        tl.store(score + base + rows, own_score, mask=row_ok)
-        tl.debug_barrier()
-        rank = _rank(score + base, own_score, rows, M, UNROLL)
-        chosen = row_ok & (rank < budget)
-        tl.store(keep + base + rows, chosen.to(tl.int8), mask=row_ok)
-        tl.store(guide + segment * M + tl.load(plan + 2 * T + frame) + rank, base + rows, mask=chosen)
+        score = own_density * _separation(block, density + base, own_density, local, rows, row_ok, M, WM, G, UNROLL)
+        ranked = _ranked(score, rows, row_ok, BLOCK_M)  # position p holds the row of rank p
+        chosen = rows < budget
+        tl.store(keep + base + ranked, tl.full(rows.shape, 1, tl.int8), mask=chosen)
+        tl.store(guide + segment * M + tl.load(plan + 2 * T + frame) + rows, base + ranked, mask=chosen)
         tl.debug_barrier()  # the next frame reads these guide entries
 
 
-@triton.jit
-def _select_kernel(distances, plan, nearest, guide, density, score, keep, window, T, M, W: tl.constexpr,
-                   KNN: tl.constexpr, BLOCK_M: tl.constexpr, UNROLL: tl.constexpr):
+@triton.jit(do_not_specialize=["window"])
+def _select_kernel(distances, plan, nearest, guide, density, keep, window, T, M, W: tl.constexpr,
+                   KNN: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr, UNROLL: tl.constexpr):
     """Program ``j`` of window ``window``: if frame ``window * W + j`` is the window's first
     frame of its segment, select the tokens of that segment's frames in the window, in order."""
     leader = window * W + tl.program_id(0)
@@ -295,11 +331,11 @@ def _select_kernel(distances, plan, nearest, guide, density, score, keep, window
         if tl.program_id(0) == 0 or segment == leader:
             for frame in range(leader, tl.minimum(window * W + W, T)):
                 if tl.load(plan + frame) == segment:
-                    _select_frame(distances, plan, nearest, guide, density, score, keep, window, frame, segment, T, M,
-                                  W * M, KNN, BLOCK_M, UNROLL)
+                    _select_frame(distances, plan, nearest, guide, density, keep, window, frame, segment, T, M,
+                                  W * M, KNN, BLOCK_M, G, UNROLL)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["window"])
 def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, T, M, D,
                  W: tl.constexpr, SAME: tl.constexpr, KNN: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr,
                  BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
@@ -380,7 +416,7 @@ class _Workspace:
         self.distances = torch.empty(self.windows, window_tokens, window_tokens, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
         self.guide = torch.empty(num_frames * per_frame, dtype=torch.int32, device=device)
-        self.scratch = torch.empty(2, num_frames, per_frame, device=device)  # densities, scores
+        self.density = torch.empty(num_frames, per_frame, device=device)
         self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
         # A window keeps at most all its tokens: that many column tiles per push at most.
         col_tiles, row_tiles = triton.cdiv(window_tokens, _PUSH_COLS), triton.cdiv(per_frame, _PUSH_ROWS)
@@ -403,12 +439,12 @@ class _Workspace:
             self.tokens, self.inv_norms, self.plan, self.distances, num_frames, per_frame, dim, window_tokens,
             W=_WINDOW, SAME=SAME_TOKEN, TILE=_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
         block_m = max(16, triton.next_power_of_2(per_frame))
-        density, score = self.scratch
         row_tiles, col_tiles = self.push_grid
         for window in range(self.windows):
-            _select_kernel[(_WINDOW,)](self.distances, self.plan, self.nearest, self.guide, density, score, self.keep,
+            # (the window number is never compiled in as a constant, even when it is 1)
+            _select_kernel[(_WINDOW,)](self.distances, self.plan, self.nearest, self.guide, self.density, self.keep,
                                        window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, BLOCK_M=block_m,
-                                       UNROLL=_UNROLL, num_warps=_SELECT_WARPS)
+                                       G=_GROUPS, UNROLL=_UNROLL, num_warps=_SELECT_WARPS)
             later = num_frames - (window + 1) * _WINDOW
             if later > 0:
                 _push_kernel[(row_tiles, later, col_tiles)](
