@@ -2,7 +2,7 @@
 
 Times ``select_tokens_triton`` (CUDA-graph replay, synchronised; median of ``--repeats``)
 for every combination of window length, window-distance tile, push tile (rows = columns),
-feature chunk and warps of a selection program, on one-shot (slowest) and multi-shot videos.
+feature chunk and tokens per selection program, on one-shot (slowest) and multi-shot videos.
 The module constants are set per variant and the graph cache is cleared, so each variant is
 compiled and captured afresh.
 
@@ -45,23 +45,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--content", nargs="+", default=["static", "shots"])
-    parser.add_argument("--window", type=int, nargs="+", default=[4, 8], help="frames per window")
-    parser.add_argument("--tile", type=int, nargs="+", default=[64], help="window-distance tile")
-    parser.add_argument("--push-tile", type=int, nargs="+", default=[64], help="push tile (rows = columns)")
-    parser.add_argument("--block-d", type=int, nargs="+", default=[64], help="feature chunk of a tile product")
-    parser.add_argument("--select-warps", type=int, nargs="+", default=[8], help="warps of a selection program")
+    parser.add_argument("--window", type=int, nargs="+", default=[kernels._WINDOW], help="frames per window")
+    parser.add_argument("--tile", type=int, nargs="+", default=[kernels._TILE], help="window-distance tile")
+    parser.add_argument("--push-tile", type=int, nargs="+", default=[kernels._PUSH_ROWS],
+                        help="push tile (rows = columns)")
+    parser.add_argument("--block-d", type=int, nargs="+", default=[kernels._BLOCK_D], help="feature chunk of a tile product")
+    parser.add_argument("--select-rows", type=int, nargs="+", default=[kernels._SELECT_ROWS],
+                        help="tokens of a frame per selection program")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     videos = {(c, t): make_tokens(c, t, 3584, "cuda", torch.bfloat16) for c in args.content for t in args.frames}
     plans = {key: plan(tokens, 0.25) for key, tokens in videos.items()}
     rows = []
-    for variant in itertools.product(args.window, args.tile, args.push_tile, args.block_d, args.select_warps):
-        window, tile, push_tile, block_d, select_warps = variant
-        kernels._WINDOW, kernels._TILE, kernels._BLOCK_D, kernels._SELECT_WARPS = window, tile, block_d, select_warps
+    for variant in itertools.product(args.window, args.tile, args.push_tile, args.block_d, args.select_rows):
+        window, tile, push_tile, block_d, select_rows = variant
+        kernels._WINDOW, kernels._TILE, kernels._BLOCK_D, kernels._SELECT_ROWS = window, tile, block_d, select_rows
         kernels._PUSH_ROWS = kernels._PUSH_COLS = push_tile
         kernels._WORKSPACES.clear()
-        row = dict(zip(("window", "tile", "push_tile", "block_d", "select_warps"), variant))
+        row = dict(zip(("window", "tile", "push_tile", "block_d", "select_rows"), variant))
         for (content, frames), tokens in videos.items():
             segments, budgets = plans[(content, frames)]
             try:

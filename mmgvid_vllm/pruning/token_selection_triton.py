@@ -53,7 +53,8 @@ _BLOCK_D = 64  # feature chunk of a tile product
 _STAGES = 3  # software-pipelining depth of the tile products' feature loop
 _GROUPS = 4  # columns a selection loop reads at once (1, 2 or 4), each into its own group of results
 _UNROLL = tl.constexpr(8)  # unrolled steps of the selection loops
-_SELECT_WARPS = 32  # warps of a selection program: at M <= 256, one (token, group) per thread
+_SELECT_ROWS = 32  # tokens of a frame per selection program (the frame's programs wait for each other twice)
+_SELECT_WARPS = 4  # warps of a selection program: one (token, group) per thread
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -275,7 +276,8 @@ def _separation(block, densities, own_density, local, rows, row_ok, M, WM, G: tl
             # past M: 0, never denser (and rows past M get separation 0, not inf * 0)
             dist = tl.load(block + (local + column) * WM + local + rows[:, None],
                            mask=row_ok[:, None] & (column < M), other=0.0)
-            denser = tl.load(densities + column, mask=column < M, other=-big) > own_density[:, None]
+            # (written by the frame's other programs: read from L2)
+            denser = tl.load(densities + column, mask=column < M, other=-big, cache_modifier=".cg") > own_density[:, None]
             nearest_denser = tl.where(denser, tl.minimum(nearest_denser, dist), nearest_denser)
             farthest = tl.maximum(farthest, dist)
     nearest_denser = tl.min(nearest_denser, axis=1)
@@ -293,13 +295,33 @@ def _ranked(score, rows, row_ok, BLOCK_M: tl.constexpr):
 
 
 @triton.jit
-def _select_frame(distances, plan, nearest, guide, density, keep, window, frame, segment, T, M, WM,
-                  KNN: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr, UNROLL: tl.constexpr):
+def _wait_for_all(counter, programs):
+    """Grid barrier of the ``programs`` programs sharing ``counter`` (0 before the first one
+    arrives): each program's stores before it are visible to all of them after it. The
+    programs are few and alone on the GPU, so all of them are resident and none waits forever."""
+    tl.debug_barrier()  # every thread of this program has stored
+    tl.atomic_add(counter, 1, sem="release")
+    while tl.atomic_add(counter, 0, sem="acquire") < programs:
+        pass
+    tl.debug_barrier()
+
+
+@triton.jit
+def _select_frame(distances, plan, nearest, guide, density, score, phases, keep, window, frame, segment, part,
+                  PARTS, T, M, WM, KNN: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr,
+                  UNROLL: tl.constexpr):
     """Keep the ``budget`` best-scoring tokens of ``frame`` and append them to its segment's
-    guide list (entries ``guide[segment * M + offset + rank]``, flat token indices)."""
+    guide list (entries ``guide[segment * M + offset + rank]``, flat token indices).
+
+    The frame's tokens are shared by ``PARTS`` programs, ``ROWS`` each (this one: part
+    ``part``): each computes its tokens' densities and scores, waiting for the others before
+    reading all densities (eq. 8 / 10) and all scores (ranks). Every part then sorts all
+    scores and writes the same kept tokens and guide entries, so it can go on to the next
+    frame without waiting (identical values written twice are harmless).
+    """
     budget = tl.load(plan + T + frame)
     if budget > 0:
-        rows = tl.arange(0, BLOCK_M)
+        rows = part * ROWS + tl.arange(0, ROWS)
         row_ok = rows < M
         window_first = window * WM
         block = distances + window.to(tl.int64) * WM * WM
@@ -311,28 +333,36 @@ def _select_frame(distances, plan, nearest, guide, density, keep, window, frame,
                                           row_ok, T, M, WM, KNN, G, UNROLL)
         base = frame * M
         tl.store(density + base + rows, own_density, mask=row_ok)
-        tl.debug_barrier()  # every density is stored before any is read back
-        score = own_density * _separation(block, density + base, own_density, local, rows, row_ok, M, WM, G, UNROLL)
-        ranked = _ranked(score, rows, row_ok, BLOCK_M)  # position p holds the row of rank p
-        chosen = rows < budget
-        tl.store(keep + base + ranked, tl.full(rows.shape, 1, tl.int8), mask=chosen)
-        tl.store(guide + segment * M + tl.load(plan + 2 * T + frame) + rows, base + ranked, mask=chosen)
+        _wait_for_all(phases + 2 * frame, PARTS)
+        own_score = own_density * _separation(block, density + base, own_density, local, rows, row_ok, M, WM, G,
+                                              UNROLL)
+        tl.store(score + base + rows, own_score, mask=row_ok)
+        _wait_for_all(phases + 2 * frame + 1, PARTS)
+        every = tl.arange(0, BLOCK_M)
+        scores = tl.load(score + base + every, mask=every < M, other=0.0, cache_modifier=".cg")
+        ranked = _ranked(scores, every, every < M, BLOCK_M)  # position p holds the row of rank p
+        chosen = every < budget
+        tl.store(keep + base + ranked, tl.full(every.shape, 1, tl.int8), mask=chosen)
+        tl.store(guide + segment * M + tl.load(plan + 2 * T + frame) + every, base + ranked, mask=chosen)
         tl.debug_barrier()  # the next frame reads these guide entries
 
 
 @triton.jit(do_not_specialize=["window"])
-def _select_kernel(distances, plan, nearest, guide, density, keep, window, T, M, W: tl.constexpr,
-                   KNN: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr, UNROLL: tl.constexpr):
-    """Program ``j`` of window ``window``: if frame ``window * W + j`` is the window's first
-    frame of its segment, select the tokens of that segment's frames in the window, in order."""
+def _select_kernel(distances, plan, nearest, guide, density, score, phases, keep, window, T, M, W: tl.constexpr,
+                   KNN: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr,
+                   UNROLL: tl.constexpr):
+    """Program ``(j, part)`` of window ``window``: if frame ``window * W + j`` is the window's
+    first frame of its segment, select (its part of) the tokens of that segment's frames in
+    the window, in order."""
     leader = window * W + tl.program_id(0)
     if leader < T:
         segment = tl.load(plan + leader)
         if tl.program_id(0) == 0 or segment == leader:
             for frame in range(leader, tl.minimum(window * W + W, T)):
                 if tl.load(plan + frame) == segment:
-                    _select_frame(distances, plan, nearest, guide, density, keep, window, frame, segment, T, M,
-                                  W * M, KNN, BLOCK_M, G, UNROLL)
+                    _select_frame(distances, plan, nearest, guide, density, score, phases, keep, window, frame,
+                                  segment, tl.program_id(1), tl.num_programs(1), T, M, W * M, KNN, ROWS, BLOCK_M, G,
+                                  UNROLL)
 
 
 @triton.jit(do_not_specialize=["window"])
@@ -417,6 +447,13 @@ class _Workspace:
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
         self.guide = torch.empty(num_frames * per_frame, dtype=torch.int32, device=device)
         self.density = torch.empty(num_frames, per_frame, device=device)
+        self.score = torch.empty(num_frames, per_frame, device=device)
+        self.phases = torch.zeros(num_frames, 2, dtype=torch.int32, device=device)  # selection barriers
+        # Under Triton's interpreter programs run one after another, so a frame's programs could
+        # not wait for each other: one program selects a whole frame there.
+        interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+        self.block_m = max(16, triton.next_power_of_2(per_frame))
+        self.select_rows = self.block_m if interpreted else min(self.block_m, _SELECT_ROWS)
         self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
         # A window keeps at most all its tokens: that many column tiles per push at most.
         col_tiles, row_tiles = triton.cdiv(window_tokens, _PUSH_COLS), triton.cdiv(per_frame, _PUSH_ROWS)
@@ -431,6 +468,7 @@ class _Workspace:
         ieee = self.tokens.dtype == torch.float32
         window_tokens = _WINDOW * per_frame
         self.keep.zero_()
+        self.phases.zero_()
         # torch's reduction: 22 us for 32 frames on the H100, vs 61 for a Triton pass
         self.inv_norms.copy_(_inverse_norms(self.tokens))
         self.nearest.fill_(float("inf"))  # the guide sets start empty
@@ -438,13 +476,13 @@ class _Workspace:
         _window_distances_kernel[(self.windows, tiles, tiles)](
             self.tokens, self.inv_norms, self.plan, self.distances, num_frames, per_frame, dim, window_tokens,
             W=_WINDOW, SAME=SAME_TOKEN, TILE=_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
-        block_m = max(16, triton.next_power_of_2(per_frame))
         row_tiles, col_tiles = self.push_grid
         for window in range(self.windows):
             # (the window number is never compiled in as a constant, even when it is 1)
-            _select_kernel[(_WINDOW,)](self.distances, self.plan, self.nearest, self.guide, self.density, self.keep,
-                                       window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, BLOCK_M=block_m,
-                                       G=_GROUPS, UNROLL=_UNROLL, num_warps=_SELECT_WARPS)
+            _select_kernel[(_WINDOW, triton.cdiv(per_frame, self.select_rows))](
+                self.distances, self.plan, self.nearest, self.guide, self.density, self.score, self.phases, self.keep,
+                window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, ROWS=self.select_rows, BLOCK_M=self.block_m,
+                G=_GROUPS, UNROLL=_UNROLL, num_warps=_SELECT_WARPS)
             later = num_frames - (window + 1) * _WINDOW
             if later > 0:
                 _push_kernel[(row_tiles, later, col_tiles)](
