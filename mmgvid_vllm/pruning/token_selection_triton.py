@@ -52,7 +52,8 @@ _PUSH_COLS = 64  # kept tokens per push program
 _BLOCK_D = 64  # feature chunk of a tile product
 _STAGES = 3  # software-pipelining depth of the tile products' feature loop
 _GROUPS = 4  # columns a selection loop reads at once (1, 2 or 4), each into its own group of results
-_UNROLL = tl.constexpr(8)  # unrolled steps of the selection loops
+_UNROLL = tl.constexpr(16)  # unrolled steps of the selection's insert loops
+_CHUNK = 32  # columns of one step of the separation (eq. 8 / 10)
 _SELECT_ROWS = 32  # tokens of a frame per selection program (the frame's programs wait for each other twice)
 _SELECT_WARPS = 4  # warps of a selection program: one (token, group) per thread
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -262,26 +263,25 @@ def _guided_density(block, nearest, guide, plan, frame, segment, window_first, l
 
 
 @triton.jit
-def _separation(block, densities, own_density, local, rows, row_ok, M, WM, G: tl.constexpr, UNROLL: tl.constexpr):
+def _separation(block, densities, own_density, local, rows, row_ok, M, WM, BLOCK_M: tl.constexpr,
+                CHUNK: tl.constexpr):
     """Eq. 8 / 10: distance of each row to the nearest strictly denser token of its frame, or
     the largest distance for the densest (``densities`` of the frame's tokens in memory).
-    ``G`` columns are read at once; the groups' minima and maxima are reduced at the end."""
+    ``CHUNK`` columns at a time, each chunk reduced at once; the chunks are unrolled, so all
+    their loads are issued together (a loop over them waited for each load in turn)."""
     big = float("inf")
-    nearest_denser = tl.full((rows.shape[0], G), big, tl.float32)
-    farthest = tl.zeros((rows.shape[0], G), tl.float32)  # distances are >= 0 (a row's own is 0)
-    groups = tl.arange(0, G)[None, :]
-    for start in range(0, M, UNROLL * G):
-        for j in tl.static_range(UNROLL):
-            column = start + j * G + groups  # (1, G)
-            # past M: 0, never denser (and rows past M get separation 0, not inf * 0)
-            dist = tl.load(block + (local + column) * WM + local + rows[:, None],
-                           mask=row_ok[:, None] & (column < M), other=0.0)
-            # (written by the frame's other programs: read from L2)
-            denser = tl.load(densities + column, mask=column < M, other=-big, cache_modifier=".cg") > own_density[:, None]
-            nearest_denser = tl.where(denser, tl.minimum(nearest_denser, dist), nearest_denser)
-            farthest = tl.maximum(farthest, dist)
-    nearest_denser = tl.min(nearest_denser, axis=1)
-    return tl.where(nearest_denser < big, nearest_denser, tl.max(farthest, axis=1))
+    nearest_denser = tl.full(rows.shape, big, tl.float32)
+    farthest = tl.zeros(rows.shape, tl.float32)  # distances are >= 0 (a row's own is 0)
+    for start in tl.static_range(0, BLOCK_M, CHUNK):
+        columns = start + tl.arange(0, CHUNK)[None, :]
+        # past M: 0, never denser (and rows past M get separation 0, not inf * 0)
+        dist = tl.load(block + (local + columns) * WM + local + rows[:, None],
+                       mask=row_ok[:, None] & (columns < M), other=0.0)
+        # (written by the frame's other programs: read from L2)
+        density = tl.load(densities + columns, mask=columns < M, other=-big, cache_modifier=".cg")
+        nearest_denser = tl.minimum(nearest_denser, tl.min(tl.where(density > own_density[:, None], dist, big), axis=1))
+        farthest = tl.maximum(farthest, tl.max(dist, axis=1))
+    return tl.where(nearest_denser < big, nearest_denser, farthest)
 
 
 @triton.jit
@@ -309,7 +309,7 @@ def _wait_for_all(counter, programs):
 @triton.jit
 def _select_frame(distances, plan, nearest, guide, density, score, phases, keep, window, frame, segment, part,
                   PARTS, T, M, WM, KNN: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr,
-                  UNROLL: tl.constexpr):
+                  UNROLL: tl.constexpr, CHUNK: tl.constexpr):
     """Keep the ``budget`` best-scoring tokens of ``frame`` and append them to its segment's
     guide list (entries ``guide[segment * M + offset + rank]``, flat token indices).
 
@@ -334,8 +334,8 @@ def _select_frame(distances, plan, nearest, guide, density, score, phases, keep,
         base = frame * M
         tl.store(density + base + rows, own_density, mask=row_ok)
         _wait_for_all(phases + 2 * frame, PARTS)
-        own_score = own_density * _separation(block, density + base, own_density, local, rows, row_ok, M, WM, G,
-                                              UNROLL)
+        own_score = own_density * _separation(block, density + base, own_density, local, rows, row_ok, M, WM,
+                                              BLOCK_M, CHUNK)
         tl.store(score + base + rows, own_score, mask=row_ok)
         _wait_for_all(phases + 2 * frame + 1, PARTS)
         every = tl.arange(0, BLOCK_M)
@@ -350,7 +350,7 @@ def _select_frame(distances, plan, nearest, guide, density, score, phases, keep,
 @triton.jit(do_not_specialize=["window"])
 def _select_kernel(distances, plan, nearest, guide, density, score, phases, keep, window, T, M, W: tl.constexpr,
                    KNN: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr,
-                   UNROLL: tl.constexpr):
+                   UNROLL: tl.constexpr, CHUNK: tl.constexpr):
     """Program ``(j, part)`` of window ``window``: if frame ``window * W + j`` is the window's
     first frame of its segment, select (its part of) the tokens of that segment's frames in
     the window, in order."""
@@ -362,7 +362,7 @@ def _select_kernel(distances, plan, nearest, guide, density, score, phases, keep
                 if tl.load(plan + frame) == segment:
                     _select_frame(distances, plan, nearest, guide, density, score, phases, keep, window, frame,
                                   segment, tl.program_id(1), tl.num_programs(1), T, M, W * M, KNN, ROWS, BLOCK_M, G,
-                                  UNROLL)
+                                  UNROLL, CHUNK)
 
 
 @triton.jit(do_not_specialize=["window"])
@@ -482,7 +482,7 @@ class _Workspace:
             _select_kernel[(_WINDOW, triton.cdiv(per_frame, self.select_rows))](
                 self.distances, self.plan, self.nearest, self.guide, self.density, self.score, self.phases, self.keep,
                 window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, ROWS=self.select_rows, BLOCK_M=self.block_m,
-                G=_GROUPS, UNROLL=_UNROLL, num_warps=_SELECT_WARPS)
+                G=_GROUPS, UNROLL=_UNROLL, CHUNK=min(_CHUNK, self.block_m), num_warps=_SELECT_WARPS)
             later = num_frames - (window + 1) * _WINDOW
             if later > 0:
                 _push_kernel[(row_tiles, later, col_tiles)](
