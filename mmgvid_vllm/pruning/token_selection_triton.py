@@ -53,7 +53,7 @@ _BLOCK_D = 64  # feature chunk of a tile product
 _STAGES = 3  # software-pipelining depth of the tile products' feature loop
 _GROUPS = 4  # columns a selection loop reads at once (1, 2 or 4), each into its own group of results
 _UNROLL = tl.constexpr(16)  # unrolled steps of the selection's insert loops
-_CHUNK = 32  # columns of one step of the separation (eq. 8 / 10)
+_CHUNK = 256  # columns of one tile of the separation (eq. 8 / 10)
 _SELECT_ROWS = 32  # tokens of a frame per selection program (the frame's programs wait for each other twice)
 _SELECT_WARPS = 4  # warps of a selection program: one (token, group) per thread
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -267,19 +267,20 @@ def _separation(block, densities, own_density, local, rows, row_ok, M, WM, BLOCK
                 CHUNK: tl.constexpr):
     """Eq. 8 / 10: distance of each row to the nearest strictly denser token of its frame, or
     the largest distance for the densest (``densities`` of the frame's tokens in memory).
-    ``CHUNK`` columns at a time, each chunk reduced at once; the chunks are unrolled, so all
-    their loads are issued together (a loop over them waited for each load in turn)."""
+    The rows' distances are read as whole ``(ROWS, CHUNK)`` tiles (one load each, coalesced
+    along the columns), each reduced at once."""
     big = float("inf")
     nearest_denser = tl.full(rows.shape, big, tl.float32)
     farthest = tl.zeros(rows.shape, tl.float32)  # distances are >= 0 (a row's own is 0)
     for start in tl.static_range(0, BLOCK_M, CHUNK):
-        columns = start + tl.arange(0, CHUNK)[None, :]
+        columns = start + tl.arange(0, CHUNK)
         # past M: 0, never denser (and rows past M get separation 0, not inf * 0)
-        dist = tl.load(block + (local + columns) * WM + local + rows[:, None],
-                       mask=row_ok[:, None] & (columns < M), other=0.0)
+        dist = tl.load(block + (local + rows)[:, None] * WM + local + columns[None, :],
+                       mask=row_ok[:, None] & (columns < M)[None, :], other=0.0)
         # (written by the frame's other programs: read from L2)
         density = tl.load(densities + columns, mask=columns < M, other=-big, cache_modifier=".cg")
-        nearest_denser = tl.minimum(nearest_denser, tl.min(tl.where(density > own_density[:, None], dist, big), axis=1))
+        denser = density[None, :] > own_density[:, None]
+        nearest_denser = tl.minimum(nearest_denser, tl.min(tl.where(denser, dist, big), axis=1))
         farthest = tl.maximum(farthest, tl.max(dist, axis=1))
     return tl.where(nearest_denser < big, nearest_denser, farthest)
 
