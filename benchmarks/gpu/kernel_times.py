@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--content", nargs="+", default=["static"], choices=["shots", "static", "random"])
     parser.add_argument("--frames", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--retention", type=float, default=0.25)
-    parser.add_argument("--window", type=int, default=kernels._WINDOW, help="frames per window")
+    parser.add_argument("--window", type=int, default=kernels._WINDOW, help="positions per window")
     parser.add_argument("--block-d", type=int, default=kernels._BLOCK_D, help="feature chunk of a tile product")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Sweep the Triton stage-3 launch parameters on the GPU and time stage 3 for each.
 
 Times ``select_tokens_triton`` (CUDA-graph replay, synchronised; median of ``--repeats``)
-for every combination of window length, window-distance tile, push tile (rows = columns),
+for every combination of window length, piece-distance tile, push tile (rows = columns),
 feature chunk and tokens per selection program, on one-shot (slowest) and multi-shot videos.
 The module constants are set per variant and the graph cache is cleared, so each variant is
 compiled and captured afresh.
@@ -45,8 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--content", nargs="+", default=["static", "shots"])
-    parser.add_argument("--window", type=int, nargs="+", default=[kernels._WINDOW], help="frames per window")
-    parser.add_argument("--tile", type=int, nargs="+", default=[kernels._TILE], help="window-distance tile")
+    parser.add_argument("--window", type=int, nargs="+", default=[kernels._WINDOW], help="positions per window")
+    parser.add_argument("--tile", type=int, nargs="+", default=[kernels._TILE], help="piece-distance tile")
     parser.add_argument("--push-tile", type=int, nargs="+", default=[kernels._PUSH_ROWS],
                         help="push tile (rows = columns)")
     parser.add_argument("--block-d", type=int, nargs="+", default=[kernels._BLOCK_D], help="feature chunk of a tile product")

@@ -1,29 +1,32 @@
-"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, by windows of frames.
+"""Stage 3 of MMG-Vid on the GPU: the TG-DPC recurrence in Triton, by windows of positions.
 
 Same result as ``token_selection.select_tokens`` (the same equations, choices and tie rules;
-only floating-point summation order differs), built for speed on CUDA. The video is cut into
-windows of ``_WINDOW`` consecutive frames (whatever the segments):
+only floating-point summation order differs), built for speed on CUDA. Frame positions within
+a segment are cut into windows of ``_WINDOW``; a segment's frames in one window form a piece
+(at most ``W`` consecutive frames). Segments are independent, so every window's pieces are
+processed together, and a video takes ``ceil(L / W)`` windows for a longest segment of ``L``.
 
-- One launch computes, for every window, the distances between all its tokens
-  ``(W*M, W*M)`` (tiles above the diagonal, mirrored, so exactly symmetric; tiles whose
-  frames share no segment are skipped). They hold every frame's in-frame distances and the
-  distances to the tokens of the earlier frames of its window.
-- Per window, one launch selects the tokens of the window's frames: one program per segment
-  piece in the window walks its frames in order. For a frame it inserts the distances to
-  the tokens already kept in this window (read from the window's distances) into the
-  ``k`` nearest guide distances brought by earlier windows (``nearest`` ``(T*M, k)``), then
-  computes density (eq. 7 or 9), score (eq. 8 / 10) and ranks, and appends the kept tokens
-  to its segment's guide list. No matmul and no launch boundary between frames of a window:
-  a frame costs a few microseconds of one program.
-- Then one launch pushes the tokens kept in the window into every later frame of their
-  segment: a tile product of the later tokens with the window's kept tokens, merged into
-  each later token's ``nearest`` list. Each (token, kept token) distance is computed exactly
-  once; a program covers one tile of kept tokens, writes the tile's ``k`` smallest per row,
-  and the last program of a row tile to finish (an atomic ticket) merges the tiles' lists.
+- One launch computes, for every piece, the distances between all its tokens (tiles above
+  the diagonal, mirrored, so exactly symmetric). They hold every frame's in-frame distances
+  and the distances to the tokens of the earlier frames of its piece.
+- Per window, one launch selects the tokens of the window's pieces: a few programs per piece
+  walk its frames in order, each program taking some of a frame's tokens. For a frame they
+  insert the distances to the tokens already kept in the piece (read from the piece's
+  distances) into the ``k`` nearest guide distances brought by earlier windows (``nearest``
+  ``(T*M, k)``), then compute density (eq. 7 or 9), score (eq. 8 / 10) and ranks (a sort),
+  and append the kept tokens to the segment's guide list. The programs of a frame wait for
+  each other (a grid barrier) before reading all densities and all scores. No matmul and no
+  launch boundary between the frames of a piece.
+- Then one launch pushes the tokens kept in each piece into every later frame of its
+  segment: a tile product of the later tokens with the piece's kept tokens, merged into each
+  later token's ``nearest`` list. Each (token, kept token) distance is computed exactly once;
+  a program covers one tile of kept tokens, writes the tile's ``k`` smallest per row, and the
+  last program of a row tile to finish (an atomic ticket) merges the tiles' lists.
 - A sorted list of ``k`` is updated by inserting one value at a time (elementwise min/max,
-  ``_insert``), never by reductions across a tile: those were the slow part of small programs.
-- On CUDA all launches are one CUDA graph per input shape, captured on first use and
-  replayed (the host cost of the ``2 T / W + 1`` Triton launches would exceed the GPU time).
+  ``_insert``), not by reductions across a tile: those were the slow part of small programs.
+- On CUDA all launches are one CUDA graph per input shape and number of windows, captured on
+  first use and replayed (the host cost of the ``2 L / W + 1`` Triton launches would exceed
+  the GPU time).
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -45,8 +48,8 @@ __all__ = ["MAX_KNN", "select_tokens_triton", "supports"]
 
 MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes the torch path
 
-_WINDOW = 4  # frames per window: one selection launch and one push launch each
-_TILE = 64  # rows and columns of one window-distance tile
+_WINDOW = 4  # positions per window: one selection launch and one push launch each
+_TILE = 64  # rows and columns of one piece-distance tile
 _PUSH_ROWS = 64  # later tokens per push program
 _PUSH_COLS = 64  # kept tokens per push program
 _BLOCK_D = 64  # feature chunk of a tile product
@@ -146,38 +149,34 @@ def _unit_distances(dots, row_inv, col_inv, SAME: tl.constexpr):
 
 
 @triton.jit
-def _window_distances_kernel(tokens, inv_norms, plan, distances, T, M, D, WM, W: tl.constexpr, SAME: tl.constexpr,
-                             TILE: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """Program ``(window, row tile, column tile)``: one tile of the window's ``(W*M, W*M)``
-    distances (tokens numbered from the window's first) and its mirror; exactly symmetric,
-    zero diagonal. Tiles below the diagonal, past the video's end, or whose row frames and
-    column frames share no segment exit (those distances are never read)."""
-    window = tl.program_id(0)
+def _piece_distances_kernel(tokens, inv_norms, plan, distances, T, M, D, WM, W: tl.constexpr, SAME: tl.constexpr,
+                            TILE: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    """Program ``(frame, row tile, column tile)``: if ``frame`` starts a piece, one tile of the
+    piece's distances between all its tokens (numbered from the piece's first) and its
+    mirror; exactly symmetric, zero diagonal. Row ``i`` of a piece starting at frame ``a`` is
+    row ``a * M + i`` of ``distances`` ``(T * M, W * M)``. Tiles below the diagonal exit."""
+    frame = tl.program_id(0)
     row_tile = tl.program_id(1)
     col_tile = tl.program_id(2)
-    first = window.to(tl.int64) * WM  # flat index of the window's first token
-    count = tl.minimum(WM, T * M - first)  # tokens in this window
-    if row_tile <= col_tile and col_tile * TILE < count:
-        last_row = tl.minimum(row_tile * TILE + TILE, count) - 1
-        # Segments are contiguous: some row frame shares a segment with a column frame iff
-        # the first column frame's segment starts at or before the last row frame.
-        if tl.load(plan + (first + col_tile * TILE) // M) <= (first + last_row) // M:
-            rows = row_tile * TILE + tl.arange(0, TILE)
-            cols = col_tile * TILE + tl.arange(0, TILE)
-            row_ok, col_ok = rows < count, cols < count
-            dots = _tile_products(tokens, first + rows, row_ok, first + cols, col_ok, D, TILE, TILE, BLOCK_D, IEEE)
-            row_inv = tl.load(inv_norms + first + rows, mask=row_ok, other=0.0)
-            col_inv = tl.load(inv_norms + first + cols, mask=col_ok, other=0.0)
-            dist = _unit_distances(dots, row_inv, col_inv, SAME)
-            block = distances + window.to(tl.int64) * WM * WM
-            ok = row_ok[:, None] & col_ok[None, :]
-            if row_tile == col_tile:  # mirror the upper triangle onto the lower one
-                dist = tl.where(cols[None, :] > rows[:, None], dist, tl.trans(dist))
-                dist = tl.where(cols[None, :] == rows[:, None], 0.0, dist)
-                tl.store(block + rows[:, None] * WM + cols[None, :], dist, mask=ok)
-            else:
-                tl.store(block + rows[:, None] * WM + cols[None, :], dist, mask=ok)
-                tl.store(block + cols[None, :] * WM + rows[:, None], dist, mask=ok)
+    count = (tl.minimum(frame + W, tl.load(plan + 4 * T + frame)) - frame) * M  # the piece's tokens
+    if tl.load(plan + 3 * T + frame) == frame and row_tile <= col_tile and col_tile * TILE < count:
+        first = frame.to(tl.int64) * M  # flat index of the piece's first token
+        rows = row_tile * TILE + tl.arange(0, TILE)
+        cols = col_tile * TILE + tl.arange(0, TILE)
+        row_ok, col_ok = rows < count, cols < count
+        dots = _tile_products(tokens, first + rows, row_ok, first + cols, col_ok, D, TILE, TILE, BLOCK_D, IEEE)
+        row_inv = tl.load(inv_norms + first + rows, mask=row_ok, other=0.0)
+        col_inv = tl.load(inv_norms + first + cols, mask=col_ok, other=0.0)
+        dist = _unit_distances(dots, row_inv, col_inv, SAME)
+        block = distances + first * WM
+        ok = row_ok[:, None] & col_ok[None, :]
+        if row_tile == col_tile:  # mirror the upper triangle onto the lower one
+            dist = tl.where(cols[None, :] > rows[:, None], dist, tl.trans(dist))
+            dist = tl.where(cols[None, :] == rows[:, None], 0.0, dist)
+            tl.store(block + rows[:, None] * WM + cols[None, :], dist, mask=ok)
+        else:
+            tl.store(block + rows[:, None] * WM + cols[None, :], dist, mask=ok)
+            tl.store(block + cols[None, :] * WM + rows[:, None], dist, mask=ok)
 
 
 @triton.jit
@@ -210,8 +209,8 @@ def _merge_groups(r0, r1, r2, r3, r4, ROWS: tl.constexpr, G: tl.constexpr):
 @triton.jit
 def _first_frame_density(block, local, rows, row_ok, M, WM, KNN: tl.constexpr, G: tl.constexpr,
                          UNROLL: tl.constexpr):
-    """Eq. 7 for the tokens ``rows`` of the frame whose tokens start at ``local`` in the
-    window's distances ``block``: exp(-mean distance to the k nearest other tokens of the
+    """Eq. 7 for the tokens ``rows`` of the frame whose tokens start at ``local`` in its
+    piece's distances ``block``: exp(-mean distance to the k nearest other tokens of the
     frame). Column ``c`` of the rows is row ``c`` of the symmetric distances (contiguous);
     ``G`` columns are read at once, each into its own group of sorted lists."""
     big = float("inf")
@@ -230,25 +229,26 @@ def _first_frame_density(block, local, rows, row_ok, M, WM, KNN: tl.constexpr, G
 
 
 @triton.jit
-def _guided_density(block, nearest, guide, plan, frame, segment, window_first, local, rows, row_ok, T, M, WM,
+def _guided_density(block, nearest, guide, plan, frame, segment, piece, local, rows, row_ok, T, M, WM,
                     KNN: tl.constexpr, G: tl.constexpr, UNROLL: tl.constexpr):
     """Eq. 9 for the tokens ``rows`` of ``frame``: 1 - exp(-mean distance to the k nearest
-    guide tokens). ``nearest`` holds the k nearest among the tokens kept before this window;
-    the tokens kept in this window's earlier frames (guide entries ``first .. stop - 1``) are
-    inserted from the window's distances ``block`` (tokens numbered from ``window_first``),
-    ``G`` at once into groups of lists, which are merged at the end."""
+    guide tokens). ``nearest`` holds the k nearest among the tokens kept before this piece;
+    the tokens kept in the piece's earlier frames (guide entries ``first .. stop - 1``) are
+    inserted from the piece's distances ``block`` (tokens numbered from frame ``piece``'s
+    first), ``G`` at once into groups of lists, which are merged at the end."""
     big = float("inf")
     r0 = tl.full((rows.shape[0], G), big, tl.float32)
     r1, r2, r3, r4 = r0, r0, r0, r0
     groups = tl.arange(0, G)[None, :]
-    first = tl.load(plan + 2 * T + tl.maximum(window_first // M, segment))
+    first = tl.load(plan + 2 * T + piece)
     stop = tl.load(plan + 2 * T + frame)
+    piece_first = piece * M
     entries = guide + segment * M
     for start in range(first, stop, UNROLL * G):
         for j in tl.static_range(UNROLL):
             entry = start + j * G + groups  # (1, G)
-            token = tl.load(entries + entry, mask=entry < stop, other=window_first)
-            value = tl.load(block + (token - window_first) * WM + local + rows[:, None],
+            token = tl.load(entries + entry, mask=entry < stop, other=piece_first)
+            value = tl.load(block + (token - piece_first) * WM + local + rows[:, None],
                             mask=row_ok[:, None] & (entry < stop), other=big)
             r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
     r0, r1, r2, r3, r4 = _merge_groups(r0, r1, r2, r3, r4, rows.shape[0], G)
@@ -308,7 +308,7 @@ def _wait_for_all(counter, programs):
 
 
 @triton.jit
-def _select_frame(distances, plan, nearest, guide, density, score, phases, keep, window, frame, segment, part,
+def _select_frame(distances, plan, nearest, guide, density, score, phases, keep, piece, frame, segment, part,
                   PARTS, T, M, WM, KNN: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr,
                   UNROLL: tl.constexpr, CHUNK: tl.constexpr):
     """Keep the ``budget`` best-scoring tokens of ``frame`` and append them to its segment's
@@ -324,13 +324,12 @@ def _select_frame(distances, plan, nearest, guide, density, score, phases, keep,
     if budget > 0:
         rows = part * ROWS + tl.arange(0, ROWS)
         row_ok = rows < M
-        window_first = window * WM
-        block = distances + window.to(tl.int64) * WM * WM
-        local = frame * M - window_first  # the frame's first token in the window
+        block = distances + piece.to(tl.int64) * M * WM  # the piece's distances
+        local = (frame - piece) * M  # the frame's first token in its piece
         if frame == segment:
             own_density = _first_frame_density(block, local, rows, row_ok, M, WM, KNN, G, UNROLL)
         else:
-            own_density = _guided_density(block, nearest, guide, plan, frame, segment, window_first, local, rows,
+            own_density = _guided_density(block, nearest, guide, plan, frame, segment, piece, local, rows,
                                           row_ok, T, M, WM, KNN, G, UNROLL)
         base = frame * M
         tl.store(density + base + rows, own_density, mask=row_ok)
@@ -352,27 +351,25 @@ def _select_frame(distances, plan, nearest, guide, density, score, phases, keep,
 def _select_kernel(distances, plan, nearest, guide, density, score, phases, keep, window, T, M, W: tl.constexpr,
                    KNN: tl.constexpr, ROWS: tl.constexpr, BLOCK_M: tl.constexpr, G: tl.constexpr,
                    UNROLL: tl.constexpr, CHUNK: tl.constexpr):
-    """Program ``(j, part)`` of window ``window``: if frame ``window * W + j`` is the window's
-    first frame of its segment, select (its part of) the tokens of that segment's frames in
-    the window, in order."""
-    leader = window * W + tl.program_id(0)
-    if leader < T:
-        segment = tl.load(plan + leader)
-        if tl.program_id(0) == 0 or segment == leader:
-            for frame in range(leader, tl.minimum(window * W + W, T)):
-                if tl.load(plan + frame) == segment:
-                    _select_frame(distances, plan, nearest, guide, density, score, phases, keep, window, frame,
-                                  segment, tl.program_id(1), tl.num_programs(1), T, M, W * M, KNN, ROWS, BLOCK_M, G,
-                                  UNROLL, CHUNK)
+    """Program ``(j, part)`` of window ``window``: if frame ``window * W + j`` starts its
+    segment's piece of this window (positions ``window * W ..``), select (its part of) the
+    tokens of the piece's frames, in order. A frame at position ``p`` comes at least ``p``
+    frames into the video, so the programs start at frame ``window * W``."""
+    piece = window * W + tl.program_id(0)
+    segment = tl.load(plan + piece)
+    if piece - segment == window * W:
+        for frame in range(piece, tl.minimum(piece + W, tl.load(plan + 4 * T + piece))):
+            _select_frame(distances, plan, nearest, guide, density, score, phases, keep, piece, frame, segment,
+                          tl.program_id(1), tl.num_programs(1), T, M, W * M, KNN, ROWS, BLOCK_M, G, UNROLL, CHUNK)
 
 
 @triton.jit(do_not_specialize=["window"])
 def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, T, M, D,
                  W: tl.constexpr, SAME: tl.constexpr, KNN: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr,
                  BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """Program ``(row tile, frame after the window, column tile)``: distances of ``ROWS`` tokens
-    of the frame to ``COLS`` of the tokens its segment kept in window ``window``, merged into
-    the tokens' ``nearest`` lists.
+    """Program ``(row tile, frame, column tile)``: if the frame comes after its segment's piece
+    of window ``window``, distances of ``ROWS`` tokens of the frame to ``COLS`` of the tokens
+    kept in that piece, merged into the tokens' ``nearest`` lists.
 
     The program writes each row's ``KNN`` smallest of its tile to ``partial``; the last program
     of the row tile to finish (a ticket from ``arrivals``) merges all tiles' lists into
@@ -383,10 +380,9 @@ def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, a
     frame = (window + 1) * W + tl.program_id(1)
     col_tile = tl.program_id(2)
     segment = tl.load(plan + frame)
-    lowest = tl.maximum(window * W, segment)  # the segment's first frame in the window
-    if lowest < window * W + W:
-        first = tl.load(plan + 2 * T + lowest)
-        count = tl.load(plan + 2 * T + window * W + W) - first  # tokens kept in the window (same segment)
+    if frame - segment >= (window + 1) * W:  # the piece (positions window * W ..) is complete, before the frame
+        first = tl.load(plan + 2 * T + segment + window * W)
+        count = tl.load(plan + 2 * T + segment + window * W + W) - first  # tokens kept in the piece
         tiles = tl.cdiv(count, COLS)
         if col_tile < tiles:
             big = float("inf")
@@ -414,7 +410,7 @@ def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, a
             tl.debug_barrier()  # every thread's lists are stored before the ticket is taken
             counter = arrivals + frame * row_tiles + row_tile
             if tl.atomic_add(counter, 1) == tiles - 1:
-                tl.store(counter, 0)  # ready for the next window
+                tl.store(counter, 0)  # ready for the next push
                 near = nearest + flat_rows * KNN
                 r0, r1 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN)
                 r2, r3, r4 = _load_slot(near, 2, row_ok, KNN), _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
@@ -429,64 +425,64 @@ def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, a
 class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
-    ``run()`` computes the inverse norms (torch), issues the window-distance launch, then per
-    window a selection launch and (but for the last window) a push launch. It reads only
-    device memory (its few temporaries come from the graph's pool), so on CUDA it is captured
-    in one CUDA graph (``_run_as_graph``) and replayed: one host call per video.
+    ``run(windows)`` computes the inverse norms (torch), issues the piece-distance launch,
+    then per window a selection launch and (but for the last window) a push launch. It reads
+    only device memory (its few temporaries come from the graph's pool), so on CUDA it is
+    captured in a CUDA graph per number of windows (``_run_as_graph``) and replayed: one host
+    call per video.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
                  device: torch.device) -> None:
         self.shape = (num_frames, per_frame, dim)
         self.knn = knn
-        self.windows = triton.cdiv(num_frames, _WINDOW)
-        window_tokens = _WINDOW * per_frame
+        piece_tokens = _WINDOW * per_frame
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
-        self.plan = torch.zeros(3, num_frames, dtype=torch.int32, device=device)
+        self.plan = torch.zeros(5, num_frames, dtype=torch.int32, device=device)
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
-        self.distances = torch.empty(self.windows, window_tokens, window_tokens, device=device)
+        self.distances = torch.empty(num_frames * per_frame, piece_tokens, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
         self.guide = torch.empty(num_frames * per_frame, dtype=torch.int32, device=device)
         self.density = torch.empty(num_frames, per_frame, device=device)
         self.score = torch.empty(num_frames, per_frame, device=device)
         self.phases = torch.zeros(num_frames, 2, dtype=torch.int32, device=device)  # selection barriers
+        self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
         # Under Triton's interpreter programs run one after another, so a frame's programs could
         # not wait for each other: one program selects a whole frame there.
         interpreted = os.environ.get("TRITON_INTERPRET") == "1"
         self.block_m = max(16, triton.next_power_of_2(per_frame))
         self.select_rows = self.block_m if interpreted else min(self.block_m, _SELECT_ROWS)
-        self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
-        # A window keeps at most all its tokens: that many column tiles per push at most.
-        col_tiles, row_tiles = triton.cdiv(window_tokens, _PUSH_COLS), triton.cdiv(per_frame, _PUSH_ROWS)
+        # A piece keeps at most all its tokens: that many column tiles per push at most.
+        col_tiles, row_tiles = triton.cdiv(piece_tokens, _PUSH_COLS), triton.cdiv(per_frame, _PUSH_ROWS)
         self.push_grid = (row_tiles, col_tiles)
         self.transposed = torch.empty(col_tiles, num_frames, row_tiles, _PUSH_COLS * _PUSH_ROWS, device=device)
         self.partial = torch.empty(col_tiles, num_frames * per_frame, knn, device=device)
         self.arrivals = torch.zeros(num_frames, row_tiles, dtype=torch.int32, device=device)  # 0 after every push
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of windows (CUDA only)
 
-    def run(self) -> None:
+    def run(self, windows: int) -> None:
         num_frames, per_frame, dim = self.shape
         ieee = self.tokens.dtype == torch.float32
-        window_tokens = _WINDOW * per_frame
+        piece_tokens = _WINDOW * per_frame
         self.keep.zero_()
         self.phases.zero_()
         # torch's reduction: 22 us for 32 frames on the H100, vs 61 for a Triton pass
         self.inv_norms.copy_(_inverse_norms(self.tokens))
         self.nearest.fill_(float("inf"))  # the guide sets start empty
-        tiles = triton.cdiv(window_tokens, _TILE)
-        _window_distances_kernel[(self.windows, tiles, tiles)](
-            self.tokens, self.inv_norms, self.plan, self.distances, num_frames, per_frame, dim, window_tokens,
+        tiles = triton.cdiv(piece_tokens, _TILE)
+        _piece_distances_kernel[(num_frames, tiles, tiles)](
+            self.tokens, self.inv_norms, self.plan, self.distances, num_frames, per_frame, dim, piece_tokens,
             W=_WINDOW, SAME=SAME_TOKEN, TILE=_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
         row_tiles, col_tiles = self.push_grid
-        for window in range(self.windows):
-            # (the window number is never compiled in as a constant, even when it is 1)
-            _select_kernel[(_WINDOW, triton.cdiv(per_frame, self.select_rows))](
+        for window in range(windows):
+            # Frames at positions window * W .. come at least that far into the video. (The
+            # window number is never compiled in as a constant, even when it is 1.)
+            _select_kernel[(num_frames - window * _WINDOW, triton.cdiv(per_frame, self.select_rows))](
                 self.distances, self.plan, self.nearest, self.guide, self.density, self.score, self.phases, self.keep,
                 window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, ROWS=self.select_rows, BLOCK_M=self.block_m,
                 G=_GROUPS, UNROLL=_UNROLL, CHUNK=min(_CHUNK, self.block_m), num_warps=_SELECT_WARPS)
-            later = num_frames - (window + 1) * _WINDOW
-            if later > 0:
-                _push_kernel[(row_tiles, later, col_tiles)](
+            if window < windows - 1:
+                _push_kernel[(row_tiles, num_frames - (window + 1) * _WINDOW, col_tiles)](
                     self.tokens, self.inv_norms, self.plan, self.guide, self.nearest, self.transposed, self.partial,
                     self.arrivals, window, num_frames, per_frame, dim, W=_WINDOW, SAME=SAME_TOKEN, KNN=self.knn,
                     ROWS=_PUSH_ROWS, COLS=_PUSH_COLS, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
@@ -507,29 +503,33 @@ def _workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
     return _WORKSPACES[key]
 
 
-def _run_as_graph(workspace: _Workspace) -> None:
-    """``workspace.run()`` through a CUDA graph: the first time it runs directly (compiling
-    the kernels if needed) and is then captured; afterwards the graph is replayed."""
-    if workspace.graph is not None:
-        workspace.graph.replay()
+def _run_as_graph(workspace: _Workspace, windows: int) -> None:
+    """``workspace.run(windows)`` through a CUDA graph: the first time for this number of
+    windows it runs directly (compiling the kernels if needed) and is then captured;
+    afterwards the graph is replayed."""
+    graph = workspace.graphs.get(windows)
+    if graph is not None:
+        graph.replay()
         return
-    workspace.run()
+    workspace.run(windows)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        workspace.run()  # recorded, not executed
-    workspace.graph = graph
+        workspace.run(windows)  # recorded, not executed
+    workspace.graphs[windows] = graph
 
 
 def _plan(segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
-    """``(3, T)`` int32 host table: segment start, budget and guide size of every frame."""
-    starts, guide_sizes = [], []
+    """``(5, T)`` int32 host table of every frame: its segment's start, its budget, its guide
+    size (tokens kept before it in its segment), the first frame of its piece (the frames of
+    its segment at the positions of its window) and its segment's end."""
+    table = []
     for segment in segments:
         before = 0
-        for frame in segment:
-            starts.append(segment.start)
-            guide_sizes.append(before)
+        for position, frame in enumerate(segment):
+            piece = segment.start + position // _WINDOW * _WINDOW
+            table.append((segment.start, frame_budgets[frame], before, piece, segment.stop))
             before += frame_budgets[frame]
-    return torch.tensor([starts, list(frame_budgets), guide_sizes], dtype=torch.int32)
+    return torch.tensor(table, dtype=torch.int32).T.contiguous()
 
 
 def select_tokens_triton(
@@ -544,14 +544,15 @@ def select_tokens_triton(
     Returns:
         ``(T, M)`` bool mask of the kept tokens, ``frame_budgets[t]`` True in row t.
 
-    On CUDA the launches replay a CUDA graph (one per shape, captured the first time);
-    under the interpreter they run directly.
+    On CUDA the launches replay a CUDA graph (one per shape and number of windows, captured
+    the first time); under the interpreter they run directly.
     """
     workspace = _workspace_for(tokens, knn) if tokens.is_cuda else _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
     workspace.tokens.copy_(tokens)
     workspace.plan.copy_(_plan(segments, frame_budgets), non_blocking=True)
+    windows = triton.cdiv(max(len(segment) for segment in segments), _WINDOW)
     if tokens.is_cuda:
-        _run_as_graph(workspace)
+        _run_as_graph(workspace, windows)
     else:
-        workspace.run()
+        workspace.run(windows)
     return workspace.keep.clone().view(torch.bool)
