@@ -47,8 +47,9 @@ def main() -> None:
     parser.add_argument("--content", nargs="+", default=["static", "shots"])
     parser.add_argument("--window", type=int, nargs="+", default=[kernels._WINDOW], help="positions per window")
     parser.add_argument("--tile", type=int, nargs="+", default=[kernels._TILE], help="piece-distance tile")
-    parser.add_argument("--push-tile", type=int, nargs="+", default=[kernels._PUSH_ROWS],
-                        help="push tile (rows = columns)")
+    parser.add_argument("--push-rows", type=int, nargs="+", default=[kernels._PUSH_ROWS], help="rows of a push tile")
+    parser.add_argument("--push-cols", type=int, nargs="+", default=[kernels._PUSH_COLS],
+                        help="kept tokens (columns) of a push tile")
     parser.add_argument("--block-d", type=int, nargs="+", default=[kernels._BLOCK_D], help="feature chunk of a tile product")
     parser.add_argument("--select-rows", type=int, nargs="+", default=[kernels._SELECT_ROWS],
                         help="tokens of a frame per selection program")
@@ -58,12 +59,12 @@ def main() -> None:
     videos = {(c, t): make_tokens(c, t, 3584, "cuda", torch.bfloat16) for c in args.content for t in args.frames}
     plans = {key: plan(tokens, 0.25) for key, tokens in videos.items()}
     rows = []
-    for variant in itertools.product(args.window, args.tile, args.push_tile, args.block_d, args.select_rows):
-        window, tile, push_tile, block_d, select_rows = variant
-        kernels._WINDOW, kernels._TILE, kernels._BLOCK_D, kernels._SELECT_ROWS = window, tile, block_d, select_rows
-        kernels._PUSH_ROWS = kernels._PUSH_COLS = push_tile
+    for variant in itertools.product(args.window, args.tile, args.push_rows, args.push_cols, args.block_d,
+                                     args.select_rows):
+        (kernels._WINDOW, kernels._TILE, kernels._PUSH_ROWS, kernels._PUSH_COLS, kernels._BLOCK_D,
+         kernels._SELECT_ROWS) = variant
         kernels._WORKSPACES.clear()
-        row = dict(zip(("window", "tile", "push_tile", "block_d", "select_rows"), variant))
+        row = dict(zip(("window", "tile", "push_rows", "push_cols", "block_d", "select_rows"), variant))
         for (content, frames), tokens in videos.items():
             segments, budgets = plans[(content, frames)]
             try:
