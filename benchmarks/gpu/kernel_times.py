@@ -21,12 +21,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prune_speed import make_tokens  # noqa: E402
-from tune_triton import plan  # noqa: E402
 
+from mmgvid_vllm.pruning import MMGVidOptions, num_kept  # noqa: E402
 from mmgvid_vllm.pruning import token_selection_triton as kernels  # noqa: E402
+from mmgvid_vllm.pruning.budgeting import frame_budgets, selection_zscores  # noqa: E402
+from mmgvid_vllm.pruning.segmentation import segment_frames  # noqa: E402
+
+
+def plan(tokens: torch.Tensor, retention: float) -> tuple[list, list]:
+    """Stages 1 and 2 for ``tokens`` (as ``prune`` runs them): segments and frame budgets."""
+    options = MMGVidOptions()
+    means = tokens.mean(dim=1, dtype=torch.float32).double()
+    gram = (means @ means.T).cpu().numpy()
+    segments = segment_frames(gram, options.tau)
+    keep = num_kept(tokens.shape[0], tokens.shape[1], retention)
+    budgets = frame_budgets(segments, selection_zscores(gram, segments, options.lam), tokens.shape[1], keep,
+                            options.floor_ratio(retention))
+    return segments, budgets
 
 
 def profile_replay(tokens: torch.Tensor, retention: float) -> dict:
+    """GPU times of one CUDA-graph replay of stage 3 (after compiling, capturing, replaying once)."""
     segments, budgets = plan(tokens, retention)
     for _ in range(3):  # compile, capture, replay once
         kernels.select_tokens_triton(tokens, segments, budgets, 5)

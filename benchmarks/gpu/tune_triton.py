@@ -1,7 +1,8 @@
 """Sweep the Triton stage-3 launch parameters on the GPU and time stage 3 for each.
 
-Times ``select_tokens_triton`` (CUDA-graph replay, synchronised; median of ``--repeats``)
-for every combination of window length, piece-distance tile, push tile (rows = columns),
+Reports the GPU time of one CUDA-graph replay of ``select_tokens_triton`` (first kernel
+start to last kernel end, torch profiler, as ``kernel_times.py``: wall times on the lent
+GPU machines swing 2-3x with host noise) for every combination of window length, piece-distance tile, push tile (rows = columns),
 feature chunk and tokens per selection program, on one-shot (slowest) and multi-shot videos.
 The module constants are set per variant and the graph cache is cleared, so each variant is
 compiled and captured afresh.
@@ -14,31 +15,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kernel_times import profile_replay  # noqa: E402
 from prune_speed import make_tokens  # noqa: E402
 
-from mmgvid_vllm.pruning import MMGVidOptions, num_kept  # noqa: E402
 from mmgvid_vllm.pruning import token_selection_triton as kernels  # noqa: E402
-from mmgvid_vllm.pruning.budgeting import frame_budgets, selection_zscores  # noqa: E402
-from mmgvid_vllm.pruning.segmentation import segment_frames  # noqa: E402
-
-
-def plan(tokens: torch.Tensor, retention: float) -> tuple[list, list]:
-    options = MMGVidOptions()
-    means = tokens.mean(dim=1, dtype=torch.float32).double()
-    gram = (means @ means.T).cpu().numpy()
-    segments = segment_frames(gram, options.tau)
-    keep = num_kept(tokens.shape[0], tokens.shape[1], retention)
-    budgets = frame_budgets(segments, selection_zscores(gram, segments, options.lam), tokens.shape[1], keep,
-                            options.floor_ratio(retention))
-    return segments, budgets
 
 
 def main() -> None:
@@ -53,11 +40,9 @@ def main() -> None:
     parser.add_argument("--block-d", type=int, nargs="+", default=[kernels._BLOCK_D], help="feature chunk of a tile product")
     parser.add_argument("--select-rows", type=int, nargs="+", default=[kernels._SELECT_ROWS],
                         help="tokens of a frame per selection program")
-    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     videos = {(c, t): make_tokens(c, t, 3584, "cuda", torch.bfloat16) for c in args.content for t in args.frames}
-    plans = {key: plan(tokens, 0.25) for key, tokens in videos.items()}
     rows = []
     for variant in itertools.product(args.window, args.tile, args.push_rows, args.push_cols, args.block_d,
                                      args.select_rows):
@@ -66,19 +51,10 @@ def main() -> None:
         kernels._WORKSPACES.clear()
         row = dict(zip(("window", "tile", "push_rows", "push_cols", "block_d", "select_rows"), variant))
         for (content, frames), tokens in videos.items():
-            segments, budgets = plans[(content, frames)]
             try:
-                kernels.select_tokens_triton(tokens, segments, budgets, 5)
-                samples = []
-                for _ in range(args.repeats):
-                    torch.cuda.synchronize()
-                    start = time.perf_counter()
-                    kernels.select_tokens_triton(tokens, segments, budgets, 5)
-                    torch.cuda.synchronize()
-                    samples.append((time.perf_counter() - start) * 1e3)
-                row[f"{content}{frames}_ms"] = round(statistics.median(samples), 3)
+                row[f"{content}{frames}_us"] = round(profile_replay(tokens, 0.25)["span_us"])
             except Exception as error:  # e.g. out of shared memory for a large tile
-                row[f"{content}{frames}_ms"] = f"error: {type(error).__name__}"
+                row[f"{content}{frames}_us"] = f"error: {type(error).__name__}"
         rows.append(row)
         print(row, flush=True)
     if args.out:
