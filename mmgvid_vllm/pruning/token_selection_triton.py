@@ -382,7 +382,7 @@ def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, a
     frame = targets + tl.program_id(1)
     col_tile = tl.program_id(2)
     segment = tl.load(plan + frame)
-    if frame - segment >= targets and frame - segment < targets_stop:
+    if frame - segment < targets_stop:
         first = tl.load(plan + 2 * T + segment + window * W)
         count = tl.load(plan + 2 * T + segment + window * W + W) - first  # tokens kept in the piece
         tiles = tl.cdiv(count, COLS)
