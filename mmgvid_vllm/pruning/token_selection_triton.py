@@ -363,15 +363,13 @@ def _select_kernel(distances, plan, nearest, guide, density, score, phases, keep
                           tl.program_id(1), tl.num_programs(1), T, M, W * M, KNN, ROWS, BLOCK_M, G, UNROLL, CHUNK)
 
 
-@triton.jit(do_not_specialize=["window", "targets", "targets_stop"])
-def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, targets,
-                 targets_stop, T, M, D, W: tl.constexpr, SAME: tl.constexpr, KNN: tl.constexpr, ROWS: tl.constexpr,
-                 COLS: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """Program ``(row tile, frame, column tile)``: if the frame's position is in
-    ``targets .. targets_stop - 1`` (after window ``window``), distances of ``ROWS`` tokens of
-    the frame to ``COLS`` of the tokens kept in its segment's piece of window ``window``, merged
-    into the tokens' ``nearest`` lists. A frame at position ``p`` comes at least ``p`` frames
-    into the video, so the programs start at frame ``targets``.
+@triton.jit(do_not_specialize=["window"])
+def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, T, M, D,
+                 W: tl.constexpr, SAME: tl.constexpr, KNN: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr,
+                 BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    """Program ``(row tile, frame, column tile)``: if the frame comes after its segment's piece
+    of window ``window``, distances of ``ROWS`` tokens of the frame to ``COLS`` of the tokens
+    kept in that piece, merged into the tokens' ``nearest`` lists.
 
     The program writes each row's ``KNN`` smallest of its tile to ``partial``; the last program
     of the row tile to finish (a ticket from ``arrivals``) merges all tiles' lists into
@@ -379,10 +377,10 @@ def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, a
     each kept token's distances are read back as one vector and inserted, without reductions.
     """
     row_tile = tl.program_id(0)
-    frame = targets + tl.program_id(1)
+    frame = (window + 1) * W + tl.program_id(1)
     col_tile = tl.program_id(2)
     segment = tl.load(plan + frame)
-    if frame - segment < targets_stop:
+    if frame - segment >= (window + 1) * W:  # the piece (positions window * W ..) is complete, before the frame
         first = tl.load(plan + 2 * T + segment + window * W)
         count = tl.load(plan + 2 * T + segment + window * W + W) - first  # tokens kept in the piece
         tiles = tl.cdiv(count, COLS)
@@ -428,7 +426,7 @@ class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
     ``run(windows)`` computes the inverse norms (torch), issues the piece-distance launch,
-    then per window a selection launch and (but for the last window) a push. It reads
+    then per window a selection launch and (but for the last window) a push launch. It reads
     only device memory (its few temporaries come from the graph's pool), so on CUDA it is
     captured in a CUDA graph per number of windows (``_run_as_graph``) and replayed: one host
     call per video.
@@ -461,8 +459,6 @@ class _Workspace:
         self.partial = torch.empty(col_tiles, num_frames * per_frame, knn, device=device)
         self.arrivals = torch.zeros(num_frames, row_tiles, dtype=torch.int32, device=device)  # 0 after every push
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of windows (CUDA only)
-        self.side = torch.cuda.Stream(device) if device.type == "cuda" else None
-        self.side_pending = False  # a push on the side stream not yet waited for
 
     def run(self, windows: int) -> None:
         num_frames, per_frame, dim = self.shape
@@ -477,6 +473,7 @@ class _Workspace:
         _piece_distances_kernel[(num_frames, tiles, tiles)](
             self.tokens, self.inv_norms, self.plan, self.distances, num_frames, per_frame, dim, piece_tokens,
             W=_WINDOW, SAME=SAME_TOKEN, TILE=_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
+        row_tiles, col_tiles = self.push_grid
         for window in range(windows):
             # Frames at positions window * W .. come at least that far into the video. (The
             # window number is never compiled in as a constant, even when it is 1.)
@@ -485,40 +482,10 @@ class _Workspace:
                 window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, ROWS=self.select_rows, BLOCK_M=self.block_m,
                 G=_GROUPS, UNROLL=_UNROLL, CHUNK=min(_CHUNK, self.block_m), num_warps=_SELECT_WARPS)
             if window < windows - 1:
-                self.push(window, windows)
-
-    def push(self, window: int, windows: int) -> None:
-        """Push the tokens kept in window ``window`` into the later frames of their segments.
-
-        Only the next window's frames need them before its selection: on CUDA the push into
-        the frames after it runs on a side stream, alongside the next selection (a few
-        programs), and the main stream waits for it at the next push (into the same frames'
-        lists), so nothing is left on the side stream after the last push."""
-        num_frames = self.shape[0]
-        near, far = (window + 1) * _WINDOW, (window + 2) * _WINDOW  # positions
-        if self.side_pending:
-            torch.cuda.current_stream().wait_stream(self.side)
-            self.side_pending = False
-        if far >= windows * _WINDOW:  # no frame after the next window
-            self._push_launch(window, near, num_frames)
-            return
-        self._push_launch(window, near, far)
-        if self.side is None:  # (Triton's interpreter: the same launches, one after another)
-            self._push_launch(window, far, num_frames)
-            return
-        self.side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.side):
-            self._push_launch(window, far, num_frames)
-        self.side_pending = True
-
-    def _push_launch(self, window: int, targets: int, targets_stop: int) -> None:
-        num_frames, per_frame, dim = self.shape
-        row_tiles, col_tiles = self.push_grid
-        _push_kernel[(row_tiles, num_frames - targets, col_tiles)](
-            self.tokens, self.inv_norms, self.plan, self.guide, self.nearest, self.transposed, self.partial,
-            self.arrivals, window, targets, targets_stop, num_frames, per_frame, dim, W=_WINDOW, SAME=SAME_TOKEN,
-            KNN=self.knn, ROWS=_PUSH_ROWS, COLS=_PUSH_COLS, BLOCK_D=_BLOCK_D, IEEE=self.tokens.dtype == torch.float32,
-            num_stages=_STAGES)
+                _push_kernel[(row_tiles, num_frames - (window + 1) * _WINDOW, col_tiles)](
+                    self.tokens, self.inv_norms, self.plan, self.guide, self.nearest, self.transposed, self.partial,
+                    self.arrivals, window, num_frames, per_frame, dim, W=_WINDOW, SAME=SAME_TOKEN, KNN=self.knn,
+                    ROWS=_PUSH_ROWS, COLS=_PUSH_COLS, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
 
 
 _WORKSPACES: OrderedDict[tuple, _Workspace] = OrderedDict()
