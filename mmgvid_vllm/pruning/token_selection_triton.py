@@ -363,85 +363,63 @@ def _select_kernel(distances, plan, nearest, guide, density, score, phases, keep
                           tl.program_id(1), tl.num_programs(1), T, M, W * M, KNN, ROWS, BLOCK_M, G, UNROLL, CHUNK)
 
 
-@triton.jit
-def _push_into(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, segment, rows, row_ok,
-               row_tile, col_tile, T, M, D, W: tl.constexpr, SAME: tl.constexpr, KNN: tl.constexpr,
-               ROWS: tl.constexpr, COLS: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """Column tile ``col_tile`` of the push of the tokens kept in ``segment``'s piece of window
-    ``window`` into the flat token rows ``rows`` (``row_ok``: those of the segment after the
-    piece); the last program of the row tile to finish merges the tiles' lists."""
-    first = tl.load(plan + 2 * T + segment + window * W)
-    count = tl.load(plan + 2 * T + segment + window * W + W) - first  # tokens kept in the piece
-    tiles = tl.cdiv(count, COLS)
-    if col_tile < tiles:
-        big = float("inf")
-        cols = col_tile * COLS + tl.arange(0, COLS)
-        col_ok = cols < count
-        kept = tl.load(guide + segment * M + first + cols, mask=col_ok, other=0)
-        dots = _tile_products(tokens, rows, row_ok, kept.to(tl.int64), col_ok, D, ROWS, COLS, BLOCK_D, IEEE)
-        row_inv = tl.load(inv_norms + rows, mask=row_ok, other=0.0)
-        dist = _unit_distances(dots, row_inv, tl.load(inv_norms + kept, mask=col_ok, other=0.0), SAME)
-        region = transposed + (col_tile.to(tl.int64) * tl.num_programs(0) + row_tile) * (COLS * ROWS)
-        local_rows = tl.arange(0, ROWS)
-        tl.debug_barrier()  # the region's previous reads (another segment's pass) are done
-        tl.store(region + tl.arange(0, COLS)[None, :] * ROWS + local_rows[:, None], dist,
-                 mask=row_ok[:, None] & col_ok[None, :])
-        tl.debug_barrier()  # the tile is stored before its columns are read back
-        r0 = tl.full((ROWS,), big, tl.float32)
-        r1, r2, r3, r4 = r0, r0, r0, r0
-        for j in tl.static_range(COLS):
-            # (local_rows * 0 + ...: a full mask; Triton's interpreter rejects a broadcast one)
-            value = tl.load(region + j * ROWS + local_rows,
-                            mask=row_ok & (local_rows * 0 + col_tile * COLS + j < count), other=big)
-            r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
-        _store_slots(partial + (col_tile * T * M + rows) * KNN, r0, r1, r2, r3, r4, row_ok, KNN)
-        tl.debug_barrier()  # every thread's lists are stored before the ticket is taken
-        counter = arrivals + row_tile * T + segment
-        if tl.atomic_add(counter, 1) == tiles - 1:
-            tl.store(counter, 0)  # ready for the next push
-            near = nearest + rows * KNN
-            r0, r1 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN)
-            r2, r3, r4 = _load_slot(near, 2, row_ok, KNN), _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
-            for tile in range(0, tiles):  # written by other programs of this launch: bypass L1
-                lists = partial + (tile * T * M + rows) * KNN
-                for slot in tl.static_range(KNN):
-                    value = tl.load(lists + slot, mask=row_ok, other=big, cache_modifier=".cg")
-                    r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
-            _store_slots(near, r0, r1, r2, r3, r4, row_ok, KNN)
-
-
 @triton.jit(do_not_specialize=["window"])
 def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, T, M, D,
                  W: tl.constexpr, SAME: tl.constexpr, KNN: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr,
                  BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """Program ``(row tile, column tile)``: the tokens kept in the pieces of window ``window``
-    pushed into ``ROWS`` later tokens, ``COLS`` kept tokens at a time: each token's distances
-    to the kept tokens of its own segment's piece, merged into its ``nearest`` list.
+    """Program ``(row tile, frame, column tile)``: if the frame comes after its segment's piece
+    of window ``window``, distances of ``ROWS`` tokens of the frame to ``COLS`` of the tokens
+    kept in that piece, merged into the tokens' ``nearest`` lists.
 
-    Rows are tiled over all tokens from frame ``(window + 1) * W`` on (a frame at position ``p``
-    comes at least ``p`` frames into the video), across frames, so a frame's tokens leave no
-    padded tile behind; a tile that spans segments takes one pass per segment. The program
-    writes each row's ``KNN`` smallest of its tile to ``partial``; the last program of the row
-    tile to finish (a ticket from ``arrivals``) merges all tiles' lists into ``nearest``. The
-    tile is transposed through ``transposed`` (the program's own region), so each kept token's
-    distances are read back as one vector and inserted, without reductions.
+    The program writes each row's ``KNN`` smallest of its tile to ``partial``; the last program
+    of the row tile to finish (a ticket from ``arrivals``) merges all tiles' lists into
+    ``nearest``. The tile is transposed through ``transposed`` (the program's own region), so
+    each kept token's distances are read back as one vector and inserted, without reductions.
     """
     row_tile = tl.program_id(0)
-    col_tile = tl.program_id(1)
-    start = ((window + 1) * W * M + row_tile * ROWS).to(tl.int64)
-    rows = start + tl.arange(0, ROWS)
-    in_video = rows < T * M
-    frames = (rows // M).to(tl.int32)
-    segments = tl.load(plan + frames, mask=in_video, other=-1)
-    after = in_video & (frames - segments >= (window + 1) * W)  # after their segment's piece of the window
-    segment = tl.load(plan + start // M)
-    last_frame = (tl.minimum(start + ROWS, T * M) - 1) // M
-    while segment <= last_frame:
-        if tl.load(plan + 4 * T + segment) - segment > (window + 1) * W:  # has frames after the window
-            _push_into(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, segment, rows,
-                       after & (segments == segment), row_tile, col_tile, T, M, D, W, SAME, KNN, ROWS, COLS,
-                       BLOCK_D, IEEE)
-        segment = tl.load(plan + 4 * T + segment)  # the next segment's start
+    frame = (window + 1) * W + tl.program_id(1)
+    col_tile = tl.program_id(2)
+    segment = tl.load(plan + frame)
+    if frame - segment >= (window + 1) * W:  # the piece (positions window * W ..) is complete, before the frame
+        first = tl.load(plan + 2 * T + segment + window * W)
+        count = tl.load(plan + 2 * T + segment + window * W + W) - first  # tokens kept in the piece
+        tiles = tl.cdiv(count, COLS)
+        if col_tile < tiles:
+            big = float("inf")
+            rows = row_tile * ROWS + tl.arange(0, ROWS)
+            cols = col_tile * COLS + tl.arange(0, COLS)
+            row_ok, col_ok = rows < M, cols < count
+            flat_rows = frame.to(tl.int64) * M + rows
+            kept = tl.load(guide + segment * M + first + cols, mask=col_ok, other=0)
+            dots = _tile_products(tokens, flat_rows, row_ok, kept.to(tl.int64), col_ok, D, ROWS, COLS, BLOCK_D, IEEE)
+            row_inv = tl.load(inv_norms + flat_rows, mask=row_ok, other=0.0)
+            dist = _unit_distances(dots, row_inv, tl.load(inv_norms + kept, mask=col_ok, other=0.0), SAME)
+            row_tiles = tl.num_programs(0)
+            region = transposed + ((col_tile * T + frame).to(tl.int64) * row_tiles + row_tile) * (COLS * ROWS)
+            local_rows = tl.arange(0, ROWS)
+            tl.store(region + tl.arange(0, COLS)[None, :] * ROWS + local_rows[:, None], dist,
+                     mask=row_ok[:, None] & col_ok[None, :])
+            tl.debug_barrier()  # the tile is stored before its columns are read back
+            r0 = tl.full((ROWS,), big, tl.float32)
+            r1, r2, r3, r4 = r0, r0, r0, r0
+            for j in tl.static_range(COLS):
+                value = tl.load(region + j * ROWS + local_rows,
+                                mask=row_ok & (rows * 0 + col_tile * COLS + j < count), other=big)
+                r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+            _store_slots(partial + (col_tile * T * M + flat_rows) * KNN, r0, r1, r2, r3, r4, row_ok, KNN)
+            tl.debug_barrier()  # every thread's lists are stored before the ticket is taken
+            counter = arrivals + frame * row_tiles + row_tile
+            if tl.atomic_add(counter, 1) == tiles - 1:
+                tl.store(counter, 0)  # ready for the next push
+                near = nearest + flat_rows * KNN
+                r0, r1 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN)
+                r2, r3, r4 = _load_slot(near, 2, row_ok, KNN), _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
+                for tile in range(0, tiles):  # written by other programs of this launch: bypass L1
+                    lists = partial + (tile * T * M + flat_rows) * KNN
+                    for slot in tl.static_range(KNN):
+                        value = tl.load(lists + slot, mask=row_ok, other=big, cache_modifier=".cg")
+                        r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+                _store_slots(near, r0, r1, r2, r3, r4, row_ok, KNN)
 
 
 class _Workspace:
@@ -475,12 +453,11 @@ class _Workspace:
         self.block_m = max(16, triton.next_power_of_2(per_frame))
         self.select_rows = self.block_m if interpreted else min(self.block_m, _SELECT_ROWS)
         # A piece keeps at most all its tokens: that many column tiles per push at most.
-        self.push_col_tiles = triton.cdiv(piece_tokens, _PUSH_COLS)
-        row_tiles = triton.cdiv(num_frames * per_frame, _PUSH_ROWS)
-        self.transposed = torch.empty(self.push_col_tiles, row_tiles, _PUSH_COLS * _PUSH_ROWS, device=device)
-        self.partial = torch.empty(self.push_col_tiles, num_frames * per_frame, knn, device=device)
-        # by (row tile, segment start); back to 0 after every push
-        self.arrivals = torch.zeros(row_tiles, num_frames, dtype=torch.int32, device=device)
+        col_tiles, row_tiles = triton.cdiv(piece_tokens, _PUSH_COLS), triton.cdiv(per_frame, _PUSH_ROWS)
+        self.push_grid = (row_tiles, col_tiles)
+        self.transposed = torch.empty(col_tiles, num_frames, row_tiles, _PUSH_COLS * _PUSH_ROWS, device=device)
+        self.partial = torch.empty(col_tiles, num_frames * per_frame, knn, device=device)
+        self.arrivals = torch.zeros(num_frames, row_tiles, dtype=torch.int32, device=device)  # 0 after every push
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of windows (CUDA only)
 
     def run(self, windows: int) -> None:
@@ -496,6 +473,7 @@ class _Workspace:
         _piece_distances_kernel[(num_frames, tiles, tiles)](
             self.tokens, self.inv_norms, self.plan, self.distances, num_frames, per_frame, dim, piece_tokens,
             W=_WINDOW, SAME=SAME_TOKEN, TILE=_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
+        row_tiles, col_tiles = self.push_grid
         for window in range(windows):
             # Frames at positions window * W .. come at least that far into the video. (The
             # window number is never compiled in as a constant, even when it is 1.)
@@ -504,8 +482,7 @@ class _Workspace:
                 window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, ROWS=self.select_rows, BLOCK_M=self.block_m,
                 G=_GROUPS, UNROLL=_UNROLL, CHUNK=min(_CHUNK, self.block_m), num_warps=_SELECT_WARPS)
             if window < windows - 1:
-                later_tokens = (num_frames - (window + 1) * _WINDOW) * per_frame
-                _push_kernel[(triton.cdiv(later_tokens, _PUSH_ROWS), self.push_col_tiles)](
+                _push_kernel[(row_tiles, num_frames - (window + 1) * _WINDOW, col_tiles)](
                     self.tokens, self.inv_norms, self.plan, self.guide, self.nearest, self.transposed, self.partial,
                     self.arrivals, window, num_frames, per_frame, dim, W=_WINDOW, SAME=SAME_TOKEN, KNN=self.knn,
                     ROWS=_PUSH_ROWS, COLS=_PUSH_COLS, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)

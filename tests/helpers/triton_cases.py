@@ -31,8 +31,6 @@ def case_video(case: int) -> tuple[torch.Tensor, list[range], list[int]]:
     per_frame = int(torch.randint(1, 40, (), generator=gen))
     if case % 5 == 1:  # several windows, and more kept tokens per window than one push tile holds
         frames, per_frame = frames + 8, per_frame + 30
-    if case % 5 == 3:  # a push's row tile spans several frames and segments
-        frames, per_frame = 20, per_frame % 6 + 2
     # Every third case is wide enough for a merge to be split over 3 or 4 feature chunks.
     dim = int(torch.randint(130, 260, (), generator=gen)) if case % 3 == 2 else int(torch.randint(4, 80, (), generator=gen))
     scenes = torch.randn(3, per_frame, dim, generator=gen)
