@@ -2,8 +2,9 @@
 
 Reports the GPU time of one CUDA-graph replay of ``select_tokens_triton`` (first kernel
 start to last kernel end, torch profiler, as ``kernel_times.py``: wall times on the lent
-GPU machines swing 2-3x with host noise) for every combination of window length, piece-distance tile, push tile (rows = columns),
-feature chunk and tokens per selection program, on one-shot (slowest) and multi-shot videos.
+GPU machines swing 2-3x with host noise) for every combination of window length,
+piece-distance tile, push tile (rows, columns), feature chunk and tokens per selection
+program, on one-shot (slowest) and multi-shot videos.
 The module constants are set per variant and the graph cache is cleared, so each variant is
 compiled and captured afresh.
 

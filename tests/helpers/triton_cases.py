@@ -31,7 +31,7 @@ def case_video(case: int) -> tuple[torch.Tensor, list[range], list[int]]:
     per_frame = int(torch.randint(1, 40, (), generator=gen))
     if case % 5 == 1:  # several windows, and more kept tokens per window than one push tile holds
         frames, per_frame = frames + 8, per_frame + 30
-    # Every third case is wide enough for a merge to be split over 3 or 4 feature chunks.
+    # Every third case is wide enough (D 130-260) for tile products over several feature chunks.
     dim = int(torch.randint(130, 260, (), generator=gen)) if case % 3 == 2 else int(torch.randint(4, 80, (), generator=gen))
     scenes = torch.randn(3, per_frame, dim, generator=gen)
     tokens = torch.stack([scenes[t * 3 // frames] + 0.3 * torch.randn(per_frame, dim, generator=gen)
