@@ -24,20 +24,13 @@ from prune_speed import make_tokens  # noqa: E402
 
 from mmgvid_vllm.pruning import MMGVidOptions, num_kept  # noqa: E402
 from mmgvid_vllm.pruning import token_selection_triton as kernels  # noqa: E402
-from mmgvid_vllm.pruning.budgeting import frame_budgets, selection_zscores  # noqa: E402
-from mmgvid_vllm.pruning.segmentation import segment_frames  # noqa: E402
+from mmgvid_vllm.pruning.mmgvid import frame_mean_gram, segments_and_budgets  # noqa: E402
 
 
 def plan(tokens: torch.Tensor, retention: float) -> tuple[list, list]:
     """Stages 1 and 2 for ``tokens`` (as ``prune`` runs them): segments and frame budgets."""
-    options = MMGVidOptions()
-    means = tokens.mean(dim=1, dtype=torch.float32).double()
-    gram = (means @ means.T).cpu().numpy()
-    segments = segment_frames(gram, options.tau)
     keep = num_kept(tokens.shape[0], tokens.shape[1], retention)
-    budgets = frame_budgets(segments, selection_zscores(gram, segments, options.lam), tokens.shape[1], keep,
-                            options.floor_ratio(retention))
-    return segments, budgets
+    return segments_and_budgets(frame_mean_gram(tokens), tokens.shape[1], keep, retention, MMGVidOptions())
 
 
 def profile_replay(tokens: torch.Tensor, retention: float) -> dict:

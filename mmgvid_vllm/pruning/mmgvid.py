@@ -6,10 +6,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .budgeting import frame_budgets, selection_zscores
-from .segmentation import segment_frames
+from .segmentation import Segment, segment_frames
 from .token_selection import select_tokens
 
 try:
@@ -17,7 +18,7 @@ try:
 except ImportError:  # no Triton installed: the torch implementation everywhere
     token_selection_triton = None
 
-__all__ = ["MMGVidOptions", "mmgvid_keep_mask"]
+__all__ = ["MMGVidOptions", "frame_mean_gram", "mmgvid_keep_mask", "segments_and_budgets"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,28 @@ class MMGVidOptions:
         return retention / 2 if self.r_min is None else min(self.r_min, retention)
 
 
+def _accumulation_dtype(tokens: torch.Tensor) -> torch.dtype:
+    """fp64 for fp64 tokens, fp32 otherwise."""
+    return torch.float64 if tokens.dtype == torch.float64 else torch.float32
+
+
+def frame_mean_gram(tokens: torch.Tensor) -> np.ndarray:
+    """``(T, M, D)`` tokens -> ``(T, T)`` float64 host Gram matrix of the frame means (means
+    accumulated in fp32, fp64 for fp64 tokens): what stages 1 and 2 read. Syncs with the device."""
+    frame_means = tokens.mean(dim=1, dtype=_accumulation_dtype(tokens)).double()  # (T, D)
+    return (frame_means @ frame_means.T).cpu().numpy()
+
+
+def segments_and_budgets(
+    gram: np.ndarray, per_frame: int, keep: int, retention: float, options: MMGVidOptions
+) -> tuple[list[Segment], list[int]]:
+    """Stages 1 and 2 from the ``(T, T)`` Gram matrix of the frame means: the segments and
+    every frame's token budget (``keep`` in all, at most ``per_frame`` each)."""
+    segments = segment_frames(gram, options.tau)
+    zscores = selection_zscores(gram, segments, options.lam)
+    return segments, frame_budgets(segments, zscores, per_frame, keep, options.floor_ratio(retention))
+
+
 def mmgvid_keep_mask(
     tokens: torch.Tensor,
     keep: int,
@@ -65,17 +88,12 @@ def mmgvid_keep_mask(
     (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite.
     Stage 3 runs in Triton on CUDA (``token_selection_triton``), in torch elsewhere.
     """
-    num_frames, per_frame, _ = tokens.shape
-    accumulate = torch.float64 if tokens.dtype == torch.float64 else torch.float32
-    frame_means = tokens.mean(dim=1, dtype=accumulate).double()  # (T, D)
-    gram = (frame_means @ frame_means.T).cpu().numpy()  # (T, T): the one sync
+    gram = frame_mean_gram(tokens)  # the one sync
     if not all(math.isfinite(v) for v in gram.diagonal()):
         raise ValueError("tokens must be finite (found inf or NaN)")
-    segments = segment_frames(gram, options.tau)
+    segments, budgets = segments_and_budgets(gram, tokens.shape[1], keep, retention, options)
     if on_segments is not None:
         on_segments(len(segments))
-    zscores = selection_zscores(gram, segments, options.lam)
-    budgets = frame_budgets(segments, zscores, per_frame, keep, options.floor_ratio(retention))
     if token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn):
         return token_selection_triton.select_tokens_triton(tokens, segments, budgets, options.knn)
-    return select_tokens(tokens.to(accumulate), segments, budgets, options.knn)
+    return select_tokens(tokens.to(_accumulation_dtype(tokens)), segments, budgets, options.knn)

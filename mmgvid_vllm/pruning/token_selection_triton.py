@@ -65,8 +65,12 @@ _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 def supports(tokens: torch.Tensor, knn: int) -> bool:
     """Whether this path applies: CUDA tokens (or any, under ``TRITON_INTERPRET=1``, Triton's
     CPU interpreter used by the tests), fp32/bf16/fp16, ``knn <= MAX_KNN``."""
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-    return tokens.dtype in _DTYPES and (tokens.is_cuda or interpreted) and knn <= MAX_KNN
+    return tokens.dtype in _DTYPES and (tokens.is_cuda or _interpreted()) and knn <= MAX_KNN
+
+
+def _interpreted() -> bool:
+    """Whether Triton runs its CPU interpreter (``TRITON_INTERPRET=1``): programs one after another."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
@@ -158,8 +162,9 @@ def _piece_distances_kernel(tokens, inv_norms, plan, distances, T, M, D, WM, W: 
     frame = tl.program_id(0)
     row_tile = tl.program_id(1)
     col_tile = tl.program_id(2)
-    count = (tl.minimum(frame + W, tl.load(plan + 4 * T + frame)) - frame) * M  # the piece's tokens
-    if tl.load(plan + 3 * T + frame) == frame and row_tile <= col_tile and col_tile * TILE < count:
+    count = (tl.minimum(frame + W, tl.load(plan + 3 * T + frame)) - frame) * M  # the piece's tokens
+    starts_piece = (frame - tl.load(plan + frame)) % W == 0  # at a position that is a multiple of W
+    if starts_piece and row_tile <= col_tile and col_tile * TILE < count:
         first = frame.to(tl.int64) * M  # flat index of the piece's first token
         rows = row_tile * TILE + tl.arange(0, TILE)
         cols = col_tile * TILE + tl.arange(0, TILE)
@@ -318,7 +323,7 @@ def _select_frame(distances, plan, nearest, guide, density, score, phases, keep,
     ``part``): each computes its tokens' densities and scores, waiting for the others before
     reading all densities (eq. 8 / 10) and all scores (ranks). Every part then sorts all
     scores and writes the same kept tokens and guide entries, so it can go on to the next
-    frame without waiting (identical values written twice are harmless).
+    frame without waiting (the same values written by every part are harmless).
     """
     budget = tl.load(plan + T + frame)
     if budget > 0:
@@ -358,7 +363,7 @@ def _select_kernel(distances, plan, nearest, guide, density, score, phases, keep
     piece = window * W + tl.program_id(0)
     segment = tl.load(plan + piece)
     if piece - segment == window * W:
-        for frame in range(piece, tl.minimum(piece + W, tl.load(plan + 4 * T + piece))):
+        for frame in range(piece, tl.minimum(piece + W, tl.load(plan + 3 * T + piece))):
             _select_frame(distances, plan, nearest, guide, density, score, phases, keep, piece, frame, segment,
                           tl.program_id(1), tl.num_programs(1), T, M, W * M, KNN, ROWS, BLOCK_M, G, UNROLL, CHUNK)
 
@@ -438,7 +443,7 @@ class _Workspace:
         self.knn = knn
         piece_tokens = _WINDOW * per_frame
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
-        self.plan = torch.zeros(5, num_frames, dtype=torch.int32, device=device)
+        self.plan = torch.zeros(4, num_frames, dtype=torch.int32, device=device)
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
         self.distances = torch.empty(num_frames * per_frame, piece_tokens, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
@@ -449,9 +454,8 @@ class _Workspace:
         self.keep = torch.zeros(num_frames, per_frame, dtype=torch.int8, device=device)
         # Under Triton's interpreter programs run one after another, so a frame's programs could
         # not wait for each other: one program selects a whole frame there.
-        interpreted = os.environ.get("TRITON_INTERPRET") == "1"
         self.block_m = max(16, triton.next_power_of_2(per_frame))
-        self.select_rows = self.block_m if interpreted else min(self.block_m, _SELECT_ROWS)
+        self.select_rows = self.block_m if _interpreted() else min(self.block_m, _SELECT_ROWS)
         # A piece keeps at most all its tokens: that many column tiles per push at most.
         col_tiles, row_tiles = triton.cdiv(piece_tokens, _PUSH_COLS), triton.cdiv(per_frame, _PUSH_ROWS)
         self.push_grid = (row_tiles, col_tiles)
@@ -519,15 +523,13 @@ def _run_as_graph(workspace: _Workspace, windows: int) -> None:
 
 
 def _plan(segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
-    """``(5, T)`` int32 host table of every frame: its segment's start, its budget, its guide
-    size (tokens kept before it in its segment), the first frame of its piece (the frames of
-    its segment at the positions of its window) and its segment's end."""
+    """``(4, T)`` int32 host table of every frame: its segment's start, its budget, its guide
+    size (tokens kept before it in its segment) and its segment's end."""
     table = []
     for segment in segments:
         before = 0
-        for position, frame in enumerate(segment):
-            piece = segment.start + position // _WINDOW * _WINDOW
-            table.append((segment.start, frame_budgets[frame], before, piece, segment.stop))
+        for frame in segment:
+            table.append((segment.start, frame_budgets[frame], before, segment.stop))
             before += frame_budgets[frame]
     return torch.tensor(table, dtype=torch.int32).T.contiguous()
 
