@@ -34,14 +34,18 @@ def plan(tokens: torch.Tensor, retention: float) -> tuple[list, list]:
 
 
 def profile_replay(tokens: torch.Tensor, retention: float) -> dict:
-    """GPU times of one CUDA-graph replay of stage 3 (after compiling, capturing, replaying once)."""
+    """GPU times of one CUDA-graph replay of stage 3 (after compiling, capturing, replaying
+    once); the tokens are staged (copy, inverse norms) before, as ``prune`` does while the host
+    runs stages 1 and 2."""
     segments, budgets = plan(tokens, retention)
+    workspace = kernels.workspace_for(tokens, 5)
+    workspace.stage(tokens)
     for _ in range(3):  # compile, capture, replay once
-        kernels.select_tokens_triton(tokens, segments, budgets, 5)
+        workspace.select(segments, budgets)
     torch.cuda.synchronize()
     activities = [torch.profiler.ProfilerActivity.CUDA]
     with torch.profiler.profile(activities=activities) as prof:
-        kernels.select_tokens_triton(tokens, segments, budgets, 5)
+        workspace.select(segments, budgets)
         torch.cuda.synchronize()
     events = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
                      and "memcpy" not in e.name.lower() and "memset" not in e.name.lower()),
@@ -67,15 +71,16 @@ def main() -> None:
     parser.add_argument("--retention", type=float, default=0.25)
     parser.add_argument("--window", type=int, default=kernels._WINDOW, help="positions per window")
     parser.add_argument("--block-d", type=int, default=kernels._BLOCK_D, help="feature chunk of a tile product")
+    parser.add_argument("--stages", type=int, default=kernels._STAGES, help="pipelining depth of the tile products")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
-    kernels._WINDOW, kernels._BLOCK_D = args.window, args.block_d
+    kernels._WINDOW, kernels._BLOCK_D, kernels._STAGES = args.window, args.block_d, args.stages
     results = {}
     for content in args.content:
         for frames in args.frames:
             tokens = make_tokens(content, frames, 3584, "cuda", torch.bfloat16)
             result = profile_replay(tokens, args.retention)
-            results[f"{content}-{frames}"] = result | {"window": args.window, "block_d": args.block_d}
+            results[f"{content}-{frames}"] = result | {"window": args.window, "block_d": args.block_d, "stages": args.stages}
             print(f"\n{content}, {frames} frames, r={args.retention}: {result['segments']} segment(s), longest "
                   f"{result['longest']}; span {result['span_us']:.0f} us, kernels busy {result['busy_us']:.0f} us, "
                   f"gaps {result['span_us'] - result['busy_us']:.0f} us")

@@ -3,7 +3,7 @@
 Reports the GPU time of one CUDA-graph replay of ``select_tokens_triton`` (first kernel
 start to last kernel end, torch profiler, as ``kernel_times.py``: wall times on the lent
 GPU machines swing 2-3x with host noise) for every combination of window length,
-piece-distance tile, push tile (rows, columns), feature chunk and tokens per selection
+piece-distance tile, push tile (rows, columns, warps), feature chunk and tokens per selection
 program, on one-shot (slowest) and multi-shot videos.
 The module constants are set per variant and the graph cache is cleared, so each variant is
 compiled and captured afresh.
@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--push-rows", type=int, nargs="+", default=[kernels._PUSH_ROWS], help="rows of a push tile")
     parser.add_argument("--push-cols", type=int, nargs="+", default=[kernels._PUSH_COLS],
                         help="kept tokens (columns) of a push tile")
+    parser.add_argument("--push-warps", type=int, nargs="+", default=[kernels._PUSH_WARPS],
+                        help="warps of a push program")
     parser.add_argument("--block-d", type=int, nargs="+", default=[kernels._BLOCK_D], help="feature chunk of a tile product")
     parser.add_argument("--select-rows", type=int, nargs="+", default=[kernels._SELECT_ROWS],
                         help="tokens of a frame per selection program")
@@ -45,12 +47,12 @@ def main() -> None:
     args = parser.parse_args()
     videos = {(c, t): make_tokens(c, t, 3584, "cuda", torch.bfloat16) for c in args.content for t in args.frames}
     rows = []
-    for variant in itertools.product(args.window, args.tile, args.push_rows, args.push_cols, args.block_d,
-                                     args.select_rows):
-        (kernels._WINDOW, kernels._TILE, kernels._PUSH_ROWS, kernels._PUSH_COLS, kernels._BLOCK_D,
-         kernels._SELECT_ROWS) = variant
+    names = ("window", "tile", "push_rows", "push_cols", "push_warps", "block_d", "select_rows")
+    for variant in itertools.product(*(getattr(args, name) for name in names)):
+        for name, value in zip(names, variant):
+            setattr(kernels, f"_{name.upper()}", value)
         kernels._WORKSPACES.clear()
-        row = dict(zip(("window", "tile", "push_rows", "push_cols", "block_d", "select_rows"), variant))
+        row = dict(zip(names, variant))
         for (content, frames), tokens in videos.items():
             try:
                 row[f"{content}{frames}_us"] = round(profile_replay(tokens, 0.25)["span_us"])

@@ -58,11 +58,26 @@ def _accumulation_dtype(tokens: torch.Tensor) -> torch.dtype:
     return torch.float64 if tokens.dtype == torch.float64 else torch.float32
 
 
-def frame_mean_gram(tokens: torch.Tensor) -> np.ndarray:
+def frame_mean_gram(tokens: torch.Tensor, meanwhile: Callable[[], None] | None = None) -> np.ndarray:
     """``(T, M, D)`` tokens -> ``(T, T)`` float64 host Gram matrix of the frame means (means
-    accumulated in fp32, fp64 for fp64 tokens): what stages 1 and 2 read. Syncs with the device."""
+    accumulated in fp32, fp64 for fp64 tokens): what stages 1 and 2 read. Syncs with the device.
+
+    ``meanwhile`` is called once the Gram matrix and its copy to the host are queued and before
+    waiting for them: device work it queues runs while the host waits and then works on stages
+    1 and 2 (on CUDA the wait is for the copy only, not for that work).
+    """
     frame_means = tokens.mean(dim=1, dtype=_accumulation_dtype(tokens)).double()  # (T, D)
-    return (frame_means @ frame_means.T).cpu().numpy()
+    gram = frame_means @ frame_means.T
+    host = torch.empty(gram.shape, dtype=gram.dtype, pin_memory=gram.is_cuda)
+    host.copy_(gram, non_blocking=True)
+    copied = torch.cuda.Event() if gram.is_cuda else None
+    if copied is not None:
+        copied.record()
+    if meanwhile is not None:
+        meanwhile()
+    if copied is not None:
+        copied.synchronize()
+    return host.numpy()
 
 
 def segments_and_budgets(
@@ -86,14 +101,18 @@ def mmgvid_keep_mask(
 
     The only device-to-host transfer is the ``(T, T)`` Gram matrix of the frame means
     (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite.
-    Stage 3 runs in Triton on CUDA (``token_selection_triton``), in torch elsewhere.
+    Stage 3 runs in Triton on CUDA (``token_selection_triton``, its tokens staged on the device
+    while the host waits for the Gram matrix and runs stages 1 and 2), in torch elsewhere.
     """
-    gram = frame_mean_gram(tokens)  # the one sync
+    triton_path = token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn)
+    workspace = token_selection_triton.workspace_for(tokens, options.knn) if triton_path else None
+    # the one sync; the tokens are staged for the Triton stage 3 meanwhile
+    gram = frame_mean_gram(tokens, meanwhile=None if workspace is None else lambda: workspace.stage(tokens))
     if not all(math.isfinite(v) for v in gram.diagonal()):
         raise ValueError("tokens must be finite (found inf or NaN)")
     segments, budgets = segments_and_budgets(gram, tokens.shape[1], keep, retention, options)
     if on_segments is not None:
         on_segments(len(segments))
-    if token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn):
-        return token_selection_triton.select_tokens_triton(tokens, segments, budgets, options.knn)
+    if workspace is not None:
+        return workspace.select(segments, budgets)
     return select_tokens(tokens.to(_accumulation_dtype(tokens)), segments, budgets, options.knn)

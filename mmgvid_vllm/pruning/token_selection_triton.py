@@ -19,14 +19,16 @@ processed together, and a video takes ``ceil(L / W)`` windows for a longest segm
   launch boundary between the frames of a piece.
 - Then one launch pushes the tokens kept in each piece into every later frame of its
   segment: a tile product of the later tokens with the piece's kept tokens, merged into each
-  later token's ``nearest`` list. Each (token, kept token) distance is computed exactly once;
+  later token's ``nearest`` list. Each (token, kept token) distance is computed exactly once.
+  A segment's later tokens are contiguous and tiled across frames (no padded tile per frame);
   a program covers one tile of kept tokens, writes the tile's ``k`` smallest per row, and the
   last program of a row tile to finish (an atomic ticket) merges the tiles' lists.
 - A sorted list of ``k`` is updated by inserting one value at a time (elementwise min/max,
   ``_insert``), not by reductions across a tile: those were the slow part of small programs.
 - On CUDA all launches are one CUDA graph per input shape and number of windows, captured on
   first use and replayed (the host cost of the ``2 L / W + 1`` Triton launches would exceed
-  the GPU time).
+  the GPU time). The copy of the tokens into the graph's buffer and their norms do not depend
+  on the segments: ``prune`` queues them while the host waits for stages 1 and 2's input.
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -44,14 +46,15 @@ import triton.language as tl
 from .segmentation import Segment
 from .token_selection import SAME_TOKEN, _inverse_norms
 
-__all__ = ["MAX_KNN", "select_tokens_triton", "supports"]
+__all__ = ["MAX_KNN", "select_tokens_triton", "supports", "workspace_for"]
 
 MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes the torch path
 
 _WINDOW = 4  # positions per window: one selection launch and one push launch each
-_TILE = 64  # rows and columns of one piece-distance tile
+_TILE = 128  # rows and columns of one piece-distance tile
 _PUSH_ROWS = 64  # later tokens per push program
-_PUSH_COLS = 64  # kept tokens per push program
+_PUSH_COLS = 128  # kept tokens per push program
+_PUSH_WARPS = 4  # warps of a push program
 _BLOCK_D = 64  # feature chunk of a tile product
 _STAGES = 3  # software-pipelining depth of the tile products' feature loop
 _GROUPS = 4  # columns a selection loop reads at once (1, 2 or 4), each into its own group of results
@@ -368,73 +371,102 @@ def _select_kernel(distances, plan, nearest, guide, density, score, phases, keep
                           tl.program_id(1), tl.num_programs(1), T, M, W * M, KNN, ROWS, BLOCK_M, G, UNROLL, CHUNK)
 
 
+@triton.jit
+def _push_tile(plan, row_tile, window, T, M, W: tl.constexpr, ROWS: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Which rows push tile ``row_tile`` of window ``window`` covers: ``(segment, first, count)``,
+    the tile's segment (its first frame; ``>= T`` for a program past the last tile), the flat
+    index of the tile's first row and its number of rows. Each segment's tokens after its
+    piece of the window are contiguous and tiled on their own, ``ROWS`` at a time across frames,
+    segment after segment (a prefix sum over the segments' tile counts)."""
+    frames = tl.arange(0, BLOCK_T)
+    in_video = frames < T
+    starts = tl.load(plan + frames, mask=in_video, other=-1)  # each frame's segment start
+    ends = tl.load(plan + 3 * T + frames, mask=in_video, other=0)
+    # held by a segment's first frame: its tokens after its piece of the window
+    later = tl.where(starts == frames, tl.maximum(ends - frames - (window + 1) * W, 0) * M, 0)
+    tiles = tl.cdiv(later, ROWS)
+    tiles_to = tl.cumsum(tiles, axis=0)  # tiles up to and including each frame's segment
+    segment = tl.sum((tiles_to <= row_tile).to(tl.int32))  # the first frame whose tiles pass row_tile
+    mine = frames == segment
+    tile = row_tile - tl.sum(tl.where(mine, tiles_to - tiles, 0))
+    first = (segment + (window + 1) * W).to(tl.int64) * M + tile * ROWS
+    count = tl.minimum(tl.sum(tl.where(mine, later, 0)) - tile * ROWS, ROWS)
+    return segment, first, count
+
+
+@triton.jit
+def _merge_tile(dots, rows, row_ok, kept, col_ok, count, tiles, region, inv_norms, nearest, partial, counter,
+                col_tile, T, M, SAME: tl.constexpr, KNN: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """A push tile's products -> distances -> each row's ``KNN`` smallest, written to ``partial``;
+    the last of the row tile's ``tiles`` column tiles to get here (a ticket from ``counter``)
+    merges them all into ``nearest``. The tile is transposed through ``region`` (the tile's own),
+    so each kept token's distances are read back as one vector and inserted, without reductions."""
+    big = float("inf")
+    local_rows = tl.arange(0, ROWS)
+    row_inv = tl.load(inv_norms + rows, mask=row_ok, other=0.0)
+    dist = _unit_distances(dots, row_inv, tl.load(inv_norms + kept, mask=col_ok, other=0.0), SAME)
+    tl.store(region + tl.arange(0, COLS)[None, :] * ROWS + local_rows[:, None], dist,
+             mask=row_ok[:, None] & col_ok[None, :])
+    tl.debug_barrier()  # the tile is stored before its columns are read back
+    r0 = tl.full((ROWS,), big, tl.float32)
+    r1, r2, r3, r4 = r0, r0, r0, r0
+    for j in tl.static_range(COLS):
+        value = tl.load(region + j * ROWS + local_rows,
+                        mask=row_ok & (local_rows * 0 + col_tile * COLS + j < count), other=big)
+        r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+    _store_slots(partial + (col_tile * T * M + rows) * KNN, r0, r1, r2, r3, r4, row_ok, KNN)
+    tl.debug_barrier()  # every thread's lists are stored before the ticket is taken
+    if tl.atomic_add(counter, 1) == tiles - 1:
+        tl.store(counter, 0)  # ready for the next push
+        near = nearest + rows * KNN
+        r0, r1 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN)
+        r2, r3, r4 = _load_slot(near, 2, row_ok, KNN), _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
+        for tile in range(0, tiles):  # written by other programs of this launch: bypass L1
+            lists = partial + (tile * T * M + rows) * KNN
+            for slot in tl.static_range(KNN):
+                value = tl.load(lists + slot, mask=row_ok, other=big, cache_modifier=".cg")
+                r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
+        _store_slots(near, r0, r1, r2, r3, r4, row_ok, KNN)
+
+
 @triton.jit(do_not_specialize=["window"])
 def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, arrivals, window, T, M, D,
                  W: tl.constexpr, SAME: tl.constexpr, KNN: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr,
-                 BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
-    """Program ``(row tile, frame, column tile)``: if the frame comes after its segment's piece
-    of window ``window``, distances of ``ROWS`` tokens of the frame to ``COLS`` of the tokens
-    kept in that piece, merged into the tokens' ``nearest`` lists.
-
-    The program writes each row's ``KNN`` smallest of its tile to ``partial``; the last program
-    of the row tile to finish (a ticket from ``arrivals``) merges all tiles' lists into
-    ``nearest``. The tile is transposed through ``transposed`` (the program's own region), so
-    each kept token's distances are read back as one vector and inserted, without reductions.
+                 BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, IEEE: tl.constexpr):
+    """Program ``(row tile, column tile)``: distances of the ``ROWS`` later tokens of push
+    tile ``row tile`` (``_push_tile``: one segment's tokens after its piece of window
+    ``window``) to ``COLS`` of the tokens kept in that piece, merged into the tokens' ``nearest``
+    lists (``_merge_tile``, through the tile's own region of ``transposed`` and the row tile's
+    counter in ``arrivals``).
     """
     row_tile = tl.program_id(0)
-    frame = (window + 1) * W + tl.program_id(1)
-    col_tile = tl.program_id(2)
-    segment = tl.load(plan + frame)
-    if frame - segment >= (window + 1) * W:  # the piece (positions window * W ..) is complete, before the frame
+    col_tile = tl.program_id(1)
+    segment, start, count_rows = _push_tile(plan, row_tile, window, T, M, W, ROWS, BLOCK_T)
+    if segment < T:
         first = tl.load(plan + 2 * T + segment + window * W)
         count = tl.load(plan + 2 * T + segment + window * W + W) - first  # tokens kept in the piece
         tiles = tl.cdiv(count, COLS)
         if col_tile < tiles:
-            big = float("inf")
-            rows = row_tile * ROWS + tl.arange(0, ROWS)
-            cols = col_tile * COLS + tl.arange(0, COLS)
-            row_ok, col_ok = rows < M, cols < count
-            flat_rows = frame.to(tl.int64) * M + rows
-            kept = tl.load(guide + segment * M + first + cols, mask=col_ok, other=0)
-            dots = _tile_products(tokens, flat_rows, row_ok, kept.to(tl.int64), col_ok, D, ROWS, COLS, BLOCK_D, IEEE)
-            row_inv = tl.load(inv_norms + flat_rows, mask=row_ok, other=0.0)
-            dist = _unit_distances(dots, row_inv, tl.load(inv_norms + kept, mask=col_ok, other=0.0), SAME)
-            row_tiles = tl.num_programs(0)
-            region = transposed + ((col_tile * T + frame).to(tl.int64) * row_tiles + row_tile) * (COLS * ROWS)
             local_rows = tl.arange(0, ROWS)
-            tl.store(region + tl.arange(0, COLS)[None, :] * ROWS + local_rows[:, None], dist,
-                     mask=row_ok[:, None] & col_ok[None, :])
-            tl.debug_barrier()  # the tile is stored before its columns are read back
-            r0 = tl.full((ROWS,), big, tl.float32)
-            r1, r2, r3, r4 = r0, r0, r0, r0
-            for j in tl.static_range(COLS):
-                value = tl.load(region + j * ROWS + local_rows,
-                                mask=row_ok & (rows * 0 + col_tile * COLS + j < count), other=big)
-                r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
-            _store_slots(partial + (col_tile * T * M + flat_rows) * KNN, r0, r1, r2, r3, r4, row_ok, KNN)
-            tl.debug_barrier()  # every thread's lists are stored before the ticket is taken
-            counter = arrivals + frame * row_tiles + row_tile
-            if tl.atomic_add(counter, 1) == tiles - 1:
-                tl.store(counter, 0)  # ready for the next push
-                near = nearest + flat_rows * KNN
-                r0, r1 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN)
-                r2, r3, r4 = _load_slot(near, 2, row_ok, KNN), _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
-                for tile in range(0, tiles):  # written by other programs of this launch: bypass L1
-                    lists = partial + (tile * T * M + flat_rows) * KNN
-                    for slot in tl.static_range(KNN):
-                        value = tl.load(lists + slot, mask=row_ok, other=big, cache_modifier=".cg")
-                        r0, r1, r2, r3, r4 = _insert(value, r0, r1, r2, r3, r4)
-                _store_slots(near, r0, r1, r2, r3, r4, row_ok, KNN)
+            cols = col_tile * COLS + tl.arange(0, COLS)
+            row_ok, col_ok = local_rows < count_rows, cols < count
+            rows = start + local_rows
+            kept = tl.load(guide + segment * M + first + cols, mask=col_ok, other=0)
+            dots = _tile_products(tokens, rows, row_ok, kept.to(tl.int64), col_ok, D, ROWS, COLS, BLOCK_D, IEEE)
+            region = transposed + (col_tile * tl.num_programs(0) + row_tile).to(tl.int64) * (COLS * ROWS)
+            _merge_tile(dots, rows, row_ok, kept, col_ok, count, tiles, region, inv_norms, nearest, partial,
+                        arrivals + row_tile, col_tile, T, M, SAME, KNN, ROWS, COLS)
 
 
 class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
-    ``run(windows)`` computes the inverse norms (torch), issues the piece-distance launch,
-    then per window a selection launch and (but for the last window) a push launch. It reads
-    only device memory (its few temporaries come from the graph's pool), so on CUDA it is
-    captured in a CUDA graph per number of windows (``_run_as_graph``) and replayed: one host
-    call per video.
+    ``stage(tokens)`` queues what does not depend on the segments: the tokens copied into the
+    workspace and their inverse norms. ``select(segments, budgets)`` then writes the plan and
+    runs stage 3: ``run(windows)`` issues the piece-distance launch, then per window a
+    selection launch and (but for the last window) a push launch. It reads only device memory
+    (its few temporaries come from the graph's pool), so on CUDA it is captured in a CUDA graph
+    per number of windows (``_run_as_graph``) and replayed: one host call per video.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
@@ -457,12 +489,31 @@ class _Workspace:
         self.block_m = max(16, triton.next_power_of_2(per_frame))
         self.select_rows = self.block_m if _interpreted() else min(self.block_m, _SELECT_ROWS)
         # A piece keeps at most all its tokens: that many column tiles per push at most.
-        col_tiles, row_tiles = triton.cdiv(piece_tokens, _PUSH_COLS), triton.cdiv(per_frame, _PUSH_ROWS)
-        self.push_grid = (row_tiles, col_tiles)
-        self.transposed = torch.empty(col_tiles, num_frames, row_tiles, _PUSH_COLS * _PUSH_ROWS, device=device)
-        self.partial = torch.empty(col_tiles, num_frames * per_frame, knn, device=device)
-        self.arrivals = torch.zeros(num_frames, row_tiles, dtype=torch.int32, device=device)  # 0 after every push
+        self.push_cols = triton.cdiv(piece_tokens, _PUSH_COLS)
+        most_rows = self.push_rows(0)
+        self.transposed = torch.empty(self.push_cols, most_rows, _PUSH_COLS * _PUSH_ROWS, device=device)
+        self.partial = torch.empty(self.push_cols, num_frames * per_frame, knn, device=device)
+        self.arrivals = torch.zeros(most_rows, dtype=torch.int32, device=device)  # 0 after every push
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of windows (CUDA only)
+
+    def stage(self, tokens: torch.Tensor) -> None:
+        """Queue the copy of the ``(T, M, D)`` tokens into the workspace and their inverse norms
+        (torch's reduction: 22 us for 32 frames on the H100, vs 61 for a Triton pass)."""
+        self.tokens.copy_(tokens)
+        self.inv_norms.copy_(_inverse_norms(self.tokens))
+
+    def select(self, segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
+        """Stage 3 of the staged tokens: ``(T, M)`` bool mask, ``frame_budgets[t]`` True in row t.
+        On CUDA the launches replay a CUDA graph (one per number of windows, captured the first
+        time); under the interpreter they run directly."""
+        plan = _plan(segments, frame_budgets)
+        self.plan.copy_(plan.pin_memory() if self.plan.is_cuda else plan, non_blocking=True)
+        windows = triton.cdiv(max(len(segment) for segment in segments), _WINDOW)
+        if self.plan.is_cuda:
+            _run_as_graph(self, windows)
+        else:
+            self.run(windows)
+        return self.keep.clone().view(torch.bool)
 
     def run(self, windows: int) -> None:
         num_frames, per_frame, dim = self.shape
@@ -470,14 +521,11 @@ class _Workspace:
         piece_tokens = _WINDOW * per_frame
         self.keep.zero_()
         self.phases.zero_()
-        # torch's reduction: 22 us for 32 frames on the H100, vs 61 for a Triton pass
-        self.inv_norms.copy_(_inverse_norms(self.tokens))
         self.nearest.fill_(float("inf"))  # the guide sets start empty
         tiles = triton.cdiv(piece_tokens, _TILE)
         _piece_distances_kernel[(num_frames, tiles, tiles)](
             self.tokens, self.inv_norms, self.plan, self.distances, num_frames, per_frame, dim, piece_tokens,
             W=_WINDOW, SAME=SAME_TOKEN, TILE=_TILE, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
-        row_tiles, col_tiles = self.push_grid
         for window in range(windows):
             # Frames at positions window * W .. come at least that far into the video. (The
             # window number is never compiled in as a constant, even when it is 1.)
@@ -486,17 +534,30 @@ class _Workspace:
                 window, num_frames, per_frame, W=_WINDOW, KNN=self.knn, ROWS=self.select_rows, BLOCK_M=self.block_m,
                 G=_GROUPS, UNROLL=_UNROLL, CHUNK=min(_CHUNK, self.block_m), num_warps=_SELECT_WARPS)
             if window < windows - 1:
-                _push_kernel[(row_tiles, num_frames - (window + 1) * _WINDOW, col_tiles)](
+                _push_kernel[(self.push_rows(window), self.push_cols)](
                     self.tokens, self.inv_norms, self.plan, self.guide, self.nearest, self.transposed, self.partial,
                     self.arrivals, window, num_frames, per_frame, dim, W=_WINDOW, SAME=SAME_TOKEN, KNN=self.knn,
-                    ROWS=_PUSH_ROWS, COLS=_PUSH_COLS, BLOCK_D=_BLOCK_D, IEEE=ieee, num_stages=_STAGES)
+                    ROWS=_PUSH_ROWS, COLS=_PUSH_COLS, BLOCK_D=_BLOCK_D, BLOCK_T=triton.next_power_of_2(num_frames),
+                    IEEE=ieee, num_warps=_PUSH_WARPS, num_stages=_STAGES)
+
+    def push_rows(self, window: int) -> int:
+        """Row tiles of window ``window``'s push, at most (the plan is on the device): the tokens
+        after the window fill whole tiles, plus one partial tile per segment that has any, and a
+        segment with frames after the window is longer than ``(window + 1) * W`` frames."""
+        num_frames, per_frame, _ = self.shape
+        after = max(num_frames - (window + 1) * _WINDOW, 0)
+        return triton.cdiv(after * per_frame, _PUSH_ROWS) + num_frames // ((window + 1) * _WINDOW + 1)
 
 
 _WORKSPACES: OrderedDict[tuple, _Workspace] = OrderedDict()
 _MAX_WORKSPACES = 4  # shapes kept (a 32-frame bf16 7B-shape video: ~100 MB of buffers)
 
 
-def _workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
+def workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
+    """The workspace of the tokens' shape: on CUDA one of the last ``_MAX_WORKSPACES`` used
+    (with their CUDA graphs), elsewhere (the interpreter) a new one."""
+    if not tokens.is_cuda:
+        return _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
     key = (tokens.device, tokens.dtype, tuple(tokens.shape), knn)
     if key in _WORKSPACES:
         _WORKSPACES.move_to_end(key)
@@ -537,7 +598,8 @@ def _plan(segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
 def select_tokens_triton(
     tokens: torch.Tensor, segments: list[Segment], frame_budgets: list[int], knn: int
 ) -> torch.Tensor:
-    """Drop-in for ``token_selection.select_tokens`` where ``supports(tokens, knn)``.
+    """Drop-in for ``token_selection.select_tokens`` where ``supports(tokens, knn)``:
+    ``workspace_for(tokens, knn)``, its ``stage(tokens)``, then its ``select(...)``.
 
     Args:
         tokens: ``(T, M, D)`` fp32, bf16 or fp16 (read as they are; distances in fp32).
@@ -545,16 +607,7 @@ def select_tokens_triton(
 
     Returns:
         ``(T, M)`` bool mask of the kept tokens, ``frame_budgets[t]`` True in row t.
-
-    On CUDA the launches replay a CUDA graph (one per shape and number of windows, captured
-    the first time); under the interpreter they run directly.
     """
-    workspace = _workspace_for(tokens, knn) if tokens.is_cuda else _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
-    workspace.tokens.copy_(tokens)
-    workspace.plan.copy_(_plan(segments, frame_budgets), non_blocking=True)
-    windows = triton.cdiv(max(len(segment) for segment in segments), _WINDOW)
-    if tokens.is_cuda:
-        _run_as_graph(workspace, windows)
-    else:
-        workspace.run(windows)
-    return workspace.keep.clone().view(torch.bool)
+    workspace = workspace_for(tokens, knn)
+    workspace.stage(tokens)
+    return workspace.select(segments, frame_budgets)
