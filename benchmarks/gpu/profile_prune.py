@@ -1,7 +1,8 @@
 """Where the time of one ``prune`` call goes on the GPU: phase timings and a torch profile.
 
 Phases (each synchronised, median of ``--repeats``): the frame-mean Gram matrix and its copy
-to the host (the one sync), stages 1-2 on the host, stage 3 (Triton on CUDA), the whole
+to the host (the one sync), stages 1-2 on the host, stage 3 (Triton on CUDA: the staging that
+``prune`` overlaps with the two before, then the selection's graph replay), the whole
 ``prune`` call, and the same call with ``method="uniform"`` (the fixed cost of ``prune``
 itself). Then a ``torch.profiler`` table of one MMG-Vid call, sorted by CPU time, which
 shows kernel-launch and host overheads next to the GPU time of every kernel.
@@ -24,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prune_speed import make_tokens  # noqa: E402
 
 from mmgvid_vllm.pruning import MMGVidOptions, num_kept, prune  # noqa: E402
-from mmgvid_vllm.pruning.budgeting import frame_budgets, selection_zscores  # noqa: E402
-from mmgvid_vllm.pruning.mmgvid import mmgvid_keep_mask  # noqa: E402
-from mmgvid_vllm.pruning.segmentation import segment_frames  # noqa: E402
+from mmgvid_vllm.pruning import token_selection_triton as kernels  # noqa: E402
+from mmgvid_vllm.pruning.mmgvid import frame_mean_gram, mmgvid_keep_mask, segments_and_budgets  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -58,25 +58,18 @@ def main() -> None:
     for _ in range(3):  # compile the Triton kernels, warm the allocator
         prune(tokens, args.retention)
 
-    def gram():
-        means = tokens.mean(dim=1, dtype=torch.float32).double()
-        return (means @ means.T).cpu().numpy()
-
-    host_gram = gram()
+    host_gram = frame_mean_gram(tokens)
 
     def host_stages():
-        segments = segment_frames(host_gram, options.tau)
-        zscores = selection_zscores(host_gram, segments, options.lam)
-        return segments, frame_budgets(segments, zscores, tokens.shape[1], keep, options.floor_ratio(args.retention))
+        return segments_and_budgets(host_gram, tokens.shape[1], keep, args.retention, options)
 
     segments, budgets = host_stages()
-    from mmgvid_vllm.pruning.mmgvid import token_selection_triton
-
+    workspace = kernels.workspace_for(tokens, options.knn)
     phases = {
-        "frame gram + sync": median_ms(gram, args.repeats),
+        "frame gram + sync": median_ms(lambda: frame_mean_gram(tokens), args.repeats),
         "stages 1-2 (host)": median_ms(host_stages, args.repeats),
-        "stage 3": median_ms(lambda: token_selection_triton.select_tokens_triton(tokens, segments, budgets, options.knn),
-                             args.repeats),
+        "stage 3 staging (copy, norms)": median_ms(lambda: workspace.stage(tokens), args.repeats),
+        "stage 3 selection (plan, graph replay)": median_ms(lambda: workspace.select(segments, budgets), args.repeats),
         "mmgvid_keep_mask": median_ms(lambda: mmgvid_keep_mask(tokens, keep, args.retention, options), args.repeats),
         "prune (mmgvid)": median_ms(lambda: prune(tokens, args.retention), args.repeats),
         "prune (uniform)": median_ms(lambda: prune(tokens, args.retention, method="uniform"), args.repeats),

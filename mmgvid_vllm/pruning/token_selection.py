@@ -41,11 +41,12 @@ __all__ = ["select_tokens"]
 SAME_TOKEN = 1e-4
 
 
-def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
+def _inverse_norms(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``(..., D) -> (...)``: ``1 / |x|``, and 0 for an all-zero token (which stays zero).
-    In fp32 at least (bf16/fp16 tokens are summed in fp32, without a copy), fp64 for fp64."""
-    norms = torch.linalg.vector_norm(x, dim=-1, dtype=torch.promote_types(x.dtype, torch.float32))
-    return torch.where(norms > 0, norms.reciprocal(), torch.zeros_like(norms))
+    In fp32 at least (bf16/fp16 tokens are summed in fp32, without a copy), fp64 for fp64;
+    written into ``out`` if given. Three device ops (the reciprocal of 0 is inf, set to 0)."""
+    norms = torch.linalg.vector_norm(x, dim=-1, dtype=torch.promote_types(x.dtype, torch.float32), out=out)
+    return norms.reciprocal_().nan_to_num_(posinf=0.0)
 
 
 def _unit_distances(a: torch.Tensor, a_inv: torch.Tensor, b: torch.Tensor, b_inv: torch.Tensor) -> torch.Tensor:
