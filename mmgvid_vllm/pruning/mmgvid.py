@@ -68,16 +68,18 @@ def frame_mean_gram(tokens: torch.Tensor, meanwhile: Callable[[], None] | None =
     """
     frame_means = tokens.mean(dim=1, dtype=_accumulation_dtype(tokens)).double()  # (T, D)
     gram = frame_means @ frame_means.T
-    host = torch.empty(gram.shape, dtype=gram.dtype, pin_memory=gram.is_cuda)
-    host.copy_(gram, non_blocking=True)
-    copied = torch.cuda.Event() if gram.is_cuda else None
-    if copied is not None:
+    copied = None
+    if gram.is_cuda:  # copied into pinned memory behind the device work, waited for below
+        host = torch.empty(gram.shape, dtype=gram.dtype, pin_memory=True)
+        host.copy_(gram, non_blocking=True)
+        copied = torch.cuda.Event()
         copied.record()
+        gram = host
     if meanwhile is not None:
         meanwhile()
     if copied is not None:
         copied.synchronize()
-    return host.numpy()
+    return gram.numpy()
 
 
 def segments_and_budgets(
