@@ -40,7 +40,9 @@ Choices:
   processor, so no per-request processor is built.
 * Images and video embeddings passed in by the user are not pruned.
 * A ``prune`` failure in the engine (non-finite features) falls back to uniform
-  selection of the same count instead of failing the batch.
+  selection of the same count instead of failing the batch (``prune(..., on_error=)``),
+  which also lets MMG-Vid on CUDA return without waiting for the device: the engine queues
+  the language model's forward pass while the GPU still runs the vision tower.
 """
 
 from __future__ import annotations
@@ -256,23 +258,25 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         pruned = []
         for emb, t, r, m in zip(embeddings, frames, inputs.retention, inputs.method):
             with metrics.time_pruning(self.mmgvid_model_name, m if r < 1.0 else metrics.NOT_PRUNED, emb.device) as seen:
-                pruned.append(self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m, seen.set_segments))
+                pruned.append(self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m, seen))
         return pruned
 
     def _prune_video(
-        self, embeddings: torch.Tensor, num_frames: int, retention: float, method: str, on_segments
+        self, embeddings: torch.Tensor, num_frames: int, retention: float, method: str,
+        seen: metrics.PruneObservation,
     ) -> torch.Tensor:
         """``(T * M + 1, D)`` pooled frame tokens + newline -> ``(num_kept(T, M, r) + 1, D)``."""
         if retention >= 1.0:
             return embeddings
         frame_tokens, newline = embeddings[:-1], embeddings[-1:]
         tokens = frame_tokens.reshape(num_frames, -1, frame_tokens.shape[-1])  # (T, M, D)
-        try:
-            keep = prune(tokens, retention, method, on_segments=on_segments, **self.mmgvid_config.prune_options(method))
-        except ValueError as exc:  # e.g. non-finite features: keep the count, never fail the batch
+
+        def on_error(exc: Exception) -> None:  # non-finite features (maybe on the pruning's host thread)
             logger.warning("MMG-Vid: %s pruning failed (%s); using uniform selection", method, exc)
-            metrics.record_pruning_error(self.mmgvid_model_name, method)
-            keep = prune(torch.zeros(tokens.shape[:2] + (1,), device=tokens.device), retention, "uniform")
+            seen.set_error()
+
+        keep = prune(tokens, retention, method, on_segments=seen.set_segments, on_error=on_error,
+                     **self.mmgvid_config.prune_options(method))
         if self.mmgvid_kept_log is not None:
             self.mmgvid_kept_log.write(tokens, keep, retention, method)
         return torch.cat((frame_tokens[keep], newline))

@@ -67,9 +67,9 @@ from prometheus_client.utils import floatToGoString
 __all__ = [
     "DIR_ENV",
     "NOT_PRUNED",
+    "PruneObservation",
     "in_dummy_run",
     "metrics_dir",
-    "record_pruning_error",
     "record_video",
     "setup",
     "time_pruning",
@@ -218,24 +218,37 @@ def record_videos(info, mm_items, mm_inputs, pruning) -> None:
 
 
 # -- engine worker: the model ---------------------------------------------------------------
-_pending: deque = deque()  # (start event, end event, labels) of CUDA prunes not read yet
+_pending: deque = deque()  # (start event, end event, labels, observation) of CUDA prunes not read yet
 
 
 class PruneObservation:
-    """What one ``time_pruning`` block learns besides its time: the segment count
-    (1 unless the pruning reports more through ``set_segments``)."""
+    """What one ``time_pruning`` block learns besides its time: the segment count (1 unless
+    the pruning reports more through ``set_segments``) and whether it failed (``set_error``).
+    Either may be called on another thread, after the block (``prune(..., on_error=)`` on
+    CUDA) but before the device gets past the pruning."""
 
     def __init__(self) -> None:
         self.segments = 1
+        self.failed = False
 
     def set_segments(self, count: int) -> None:
         self.segments = count
 
+    def set_error(self) -> None:
+        self.failed = True
+
+
+def _record_observation(labels: dict[str, str], observation: PruneObservation) -> None:
+    _observe("mmgvid_video_segments", labels, observation.segments)
+    _inc("mmgvid_pruning_errors", labels, float(observation.failed))
+
 
 def _drain_cuda_timings() -> None:
+    """Record the CUDA prunes whose end event has completed (so their observation is final)."""
     while _pending and _pending[0][1].query():  # stream order: the oldest completes first
-        start, end, labels = _pending.popleft()
+        start, end, labels, observation = _pending.popleft()
         _observe("mmgvid_pruning_duration_seconds", labels, start.elapsed_time(end) / 1000.0)
+        _record_observation(labels, observation)
 
 
 _reporting = True  # False in tensor-parallel ranks other than the first
@@ -249,9 +262,11 @@ def report_from_this_process(enabled: bool) -> None:
 
 @contextmanager
 def time_pruning(model_name: str, method: str, device=None):
-    """Time one video's pruning and record its segment count (the model's hook).
+    """Time one video's pruning and record its segment count and failure (the model's hook).
 
-    Yields a ``PruneObservation``; pass its ``set_segments`` as ``prune(..., on_segments=)``.
+    Yields a ``PruneObservation``; pass its ``set_segments`` as ``prune(..., on_segments=)``
+    and call its ``set_error`` from ``prune(..., on_error=)``. On CUDA all three are recorded
+    once the device has finished the pruning, seen at a later call.
     """
     observation = PruneObservation()
     labels = {"model_name": model_name, "method": method}
@@ -271,16 +286,10 @@ def time_pruning(model_name: str, method: str, device=None):
     finally:
         if cuda:
             end.record()
-            _pending.append((start, end, labels))
+            _pending.append((start, end, labels, observation))
         elif record:
             _observe("mmgvid_pruning_duration_seconds", labels, time.perf_counter() - t0)
-        if record:
-            _observe("mmgvid_video_segments", labels, observation.segments)
-
-
-def record_pruning_error(model_name: str, method: str) -> None:
-    if _reporting and not in_dummy_run():
-        _inc("mmgvid_pruning_errors", {"model_name": model_name, "method": method}, 1)
+            _record_observation(labels, observation)
 
 
 # Functions through which vLLM 0.26 and 0.32 build and run dummy videos (profiling, warm-up).

@@ -72,9 +72,8 @@ def test_time_pruning_records_time_and_segments(metrics_dir):
 def test_dummy_runs_are_not_recorded(metrics_dir):
     def get_dummy_mm_inputs():  # the name vLLM's profiling goes through
         metrics.record_video("m", "mmgvid", 100, 25, 0.25)
-        with metrics.time_pruning("m", "mmgvid"):
-            pass
-        metrics.record_pruning_error("m", "mmgvid")
+        with metrics.time_pruning("m", "mmgvid") as seen:
+            seen.set_error()
 
     get_dummy_mm_inputs()
     assert scrape(metrics_dir) == {}
@@ -82,7 +81,8 @@ def test_dummy_runs_are_not_recorded(metrics_dir):
 
 def _child(n: int) -> None:
     metrics.record_video("m", "mmgvid", 100, 10 * n, 0.25)
-    metrics.record_pruning_error("m", "mmgvid")
+    with metrics.time_pruning("m", "mmgvid") as seen:
+        seen.set_error()
 
 
 def test_processes_add_up(metrics_dir):

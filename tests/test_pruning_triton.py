@@ -1,6 +1,7 @@
 """The Triton stage 3 (the CUDA path) is checked on this CPU-only machine with Triton's
 interpreter: same kept tokens as the torch stage 3 and, through ``prune``, as the
-plain-loop reference implementation of the paper's equations."""
+plain-loop reference implementation of the paper's equations; the same through the planner
+thread (``prune(..., on_error=)``), whose wait kernel spins until the thread's plan is written."""
 
 from __future__ import annotations
 
@@ -18,4 +19,15 @@ def test_triton_stage3_matches_torch_and_reference_under_the_interpreter():
     run = subprocess.run([sys.executable, str(HELPER), "--cases", "30"], env=env, capture_output=True,
                          text=True, timeout=600, check=True)
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result == {"interpreted": True, "stage3_mismatches": [], "prune_vs_reference_mismatches": []}
+    assert result == {
+        "interpreted": True,
+        "stage3_mismatches": [],
+        "prune_vs_reference_mismatches": [],
+        "planner_thread": {  # prune(..., on_error=): stages 1-2 on the planner thread
+            "mismatches": [],
+            "segments": [3, 3, 3, 3],
+            "threads": ["mmgvid-plan_0"],
+            "errors": ["tokens must be finite (found inf or NaN)"],
+            "nonfinite_kept_uniform": True,
+        },
+    }

@@ -49,6 +49,7 @@ def prune(
     method: str = "mmgvid",
     *,
     on_segments: Callable[[int], None] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
     **options,
 ) -> torch.Tensor:
     """Indices of the tokens to keep.
@@ -61,6 +62,13 @@ def prune(
         method: one of ``METHODS``.
         on_segments: called with the number of segments MMG-Vid's stage 1 found (a host
             int, no device sync), e.g. for metrics; other methods do not segment.
+        on_error: what to do with non-finite tokens. ``None``: raise ``ValueError``. A
+            callable: it gets that ``ValueError`` and the tokens are pruned as "uniform" does.
+            Then MMG-Vid on CUDA returns without waiting for the device (its stages 1 and 2
+            run on a host thread once their input is on the host, and the GPU waits for their
+            plan before stage 3), and calls ``on_segments`` and ``on_error`` on that thread;
+            such calls must come from one thread, on one CUDA stream. The other methods
+            check on the host (a device sync).
         **options: ``mmgvid``: ``tau``, ``lam``, ``r_min``, ``knn`` (see ``MMGVidOptions``);
             ``random``: ``seed``. Other methods take none.
 
@@ -68,7 +76,8 @@ def prune(
         ``(K,)`` int64 on ``tokens.device``, ``K = num_kept(T, M, retention)``, sorted ascending.
 
     Raises:
-        ValueError: bad retention, method, option, shape, dtype, or non-finite tokens.
+        ValueError: bad retention, method, option, shape, dtype, or non-finite tokens
+            (unless ``on_error`` is given).
     """
     check_tokens(tokens)
     retention = check_retention(retention)
@@ -80,10 +89,14 @@ def prune(
     num_frames, per_frame, _ = tokens.shape
     keep = num_kept(num_frames, per_frame, retention)
     if method == "mmgvid":
-        mask = mmgvid_keep_mask(tokens, keep, retention, MMGVidOptions(**options), on_segments)
+        mask = mmgvid_keep_mask(tokens, keep, retention, MMGVidOptions(**options), on_segments, on_error)
     else:
         if not bool(torch.isfinite(tokens).all()):
-            raise ValueError("tokens must be finite (found inf or NaN)")
+            error = ValueError("tokens must be finite (found inf or NaN)")
+            if on_error is None:
+                raise error
+            on_error(error)
+            method = "uniform"
         if method == "uniform":
             mask = uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
         elif method == "random":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .baselines import uniform_keep_mask
 from .budgeting import frame_budgets, selection_zscores
 from .segmentation import Segment, segment_frames
 from .token_selection import select_tokens
@@ -18,7 +20,7 @@ try:
 except ImportError:  # no Triton installed: the torch implementation everywhere
     token_selection_triton = None
 
-__all__ = ["MMGVidOptions", "frame_mean_gram", "mmgvid_keep_mask", "segments_and_budgets"]
+__all__ = ["MMGVidOptions", "frame_mean_gram", "mmgvid_keep_mask", "queue_frame_mean_gram", "segments_and_budgets"]
 
 
 @dataclass(frozen=True)
@@ -58,28 +60,35 @@ def _accumulation_dtype(tokens: torch.Tensor) -> torch.dtype:
     return torch.float64 if tokens.dtype == torch.float64 else torch.float32
 
 
-def frame_mean_gram(tokens: torch.Tensor, meanwhile: Callable[[], None] | None = None) -> np.ndarray:
+def queue_frame_mean_gram(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
     """``(T, M, D)`` tokens -> ``(T, T)`` float64 host Gram matrix of the frame means (means
-    accumulated in fp32, fp64 for fp64 tokens): what stages 1 and 2 read. Syncs with the device.
-
-    ``meanwhile`` is called once the Gram matrix and its copy to the host are queued and before
-    waiting for them: device work it queues runs while the host waits and then works on stages
-    1 and 2 (on CUDA the wait is for the copy only, not for that work).
-    """
+    accumulated in fp32, fp64 for fp64 tokens): what stages 1 and 2 read, and whether it is
+    ready. On CUDA it is queued into pinned memory behind the device work, and ready once the
+    returned event has completed; elsewhere it is ready now (the event is ``None``)."""
     frame_means = tokens.mean(dim=1, dtype=_accumulation_dtype(tokens)).double()  # (T, D)
     gram = frame_means @ frame_means.T
-    copied = None
-    if gram.is_cuda:  # copied into pinned memory behind the device work, waited for below
-        host = torch.empty(gram.shape, dtype=gram.dtype, pin_memory=True)
-        host.copy_(gram, non_blocking=True)
-        copied = torch.cuda.Event()
-        copied.record()
-        gram = host
-    if meanwhile is not None:
-        meanwhile()
+    if not gram.is_cuda:
+        return gram, None
+    host = torch.empty(gram.shape, dtype=gram.dtype, pin_memory=True)
+    host.copy_(gram, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+    return host, copied
+
+
+def frame_mean_gram(tokens: torch.Tensor) -> np.ndarray:
+    """``queue_frame_mean_gram``'s matrix once ready (a device sync), as a numpy array."""
+    gram, copied = queue_frame_mean_gram(tokens)
     if copied is not None:
         copied.synchronize()
     return gram.numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _uniform_keep_mask(num_frames: int, per_frame: int, keep: int, device: torch.device) -> torch.Tensor:
+    """``uniform_keep_mask``, kept per shape: the fallback of every call, made (and copied to the
+    device, which can wait for the device) once. Callers must not modify it."""
+    return uniform_keep_mask(num_frames, per_frame, keep, device)
 
 
 def segments_and_budgets(
@@ -98,23 +107,50 @@ def mmgvid_keep_mask(
     retention: float,
     options: MMGVidOptions,
     on_segments: Callable[[int], None] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
 ) -> torch.Tensor:
     """``(T, M, D)`` tokens -> ``(T, M)`` bool mask with exactly ``keep`` True.
 
     The only device-to-host transfer is the ``(T, T)`` Gram matrix of the frame means
-    (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite.
+    (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite,
+    a ``ValueError``, or with ``on_error`` passed to it and the uniform selection instead.
     Stage 3 runs in Triton on CUDA (``token_selection_triton``, its tokens staged on the device
-    while the host waits for the Gram matrix and runs stages 1 and 2), in torch elsewhere.
+    before stages 1 and 2 have run), in torch elsewhere.
+
+    With ``on_error`` the Triton path returns without waiting for the device: stages 1 and 2
+    run on the planner thread once the Gram matrix has arrived (``on_segments`` and
+    ``on_error`` are called there), and the GPU waits for their plan before stage 3.
     """
+    num_frames, per_frame, _ = tokens.shape
     triton_path = token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn)
     workspace = token_selection_triton.workspace_for(tokens, options.knn) if triton_path else None
-    # the one sync; the tokens are staged for the Triton stage 3 meanwhile
-    gram = frame_mean_gram(tokens, meanwhile=None if workspace is None else lambda: workspace.stage(tokens))
-    if not all(math.isfinite(v) for v in gram.diagonal()):
-        raise ValueError("tokens must be finite (found inf or NaN)")
-    segments, budgets = segments_and_budgets(gram, tokens.shape[1], keep, retention, options)
-    if on_segments is not None:
-        on_segments(len(segments))
+    gram, gram_ready = queue_frame_mean_gram(tokens)
     if workspace is not None:
-        return workspace.select(segments, budgets)
+        workspace.stage(tokens)
+
+    def plan() -> tuple[list[Segment], list[int]]:
+        """Stages 1 and 2, once the Gram matrix is on the host."""
+        if gram_ready is not None:
+            gram_ready.synchronize()
+        values = gram.numpy()
+        if not all(math.isfinite(v) for v in values.diagonal()):
+            raise ValueError("tokens must be finite (found inf or NaN)")
+        segments, budgets = segments_and_budgets(values, per_frame, keep, retention, options)
+        if on_segments is not None:
+            on_segments(len(segments))
+        return segments, budgets
+
+    uniform = _uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
+    if workspace is not None and on_error is not None:  # nothing here waits for the device
+        mask, failed = workspace.select_later(plan, on_error)
+        return torch.where(failed, uniform, mask)
+    try:
+        segments, budgets = plan()
+    except ValueError as exc:
+        if on_error is None:
+            raise
+        on_error(exc)
+        return uniform
+    if workspace is not None:
+        return workspace.select((segments, budgets))
     return select_tokens(tokens.to(_accumulation_dtype(tokens)), segments, budgets, options.knn)

@@ -4,7 +4,7 @@ Same result as ``token_selection.select_tokens`` (the same equations, choices an
 only floating-point summation order differs), built for speed on CUDA. Frame positions within
 a segment are cut into windows of ``_WINDOW``; a segment's frames in one window form a piece
 (at most ``W`` consecutive frames). Segments are independent, so every window's pieces are
-processed together, and a video takes ``ceil(L / W)`` windows for a longest segment of ``L``.
+processed together, and a longest segment of ``L`` frames needs ``ceil(L / W)`` windows.
 
 - One launch computes, for every piece, the distances between all its tokens (tiles above
   the diagonal, mirrored, so exactly symmetric). They hold every frame's in-frame distances
@@ -25,10 +25,17 @@ processed together, and a video takes ``ceil(L / W)`` windows for a longest segm
   last program of a row tile to finish (an atomic ticket) merges the tiles' lists.
 - A sorted list of ``k`` is updated by inserting one value at a time (elementwise min/max,
   ``_insert``), not by reductions across a tile: those were the slow part of small programs.
-- On CUDA all launches are one CUDA graph per input shape and number of windows, captured on
-  first use and replayed (the host cost of the ``2 L / W + 1`` Triton launches would exceed
-  the GPU time). The copy of the tokens into the graph's buffer and their norms do not depend
-  on the segments: ``prune`` queues them while the host waits for stages 1 and 2's input.
+- On CUDA all launches are one CUDA graph per input shape, captured on first use and replayed
+  (the host cost of the ``2 L / W + 1`` Triton launches would exceed the GPU time). The graph
+  runs as many windows as the longest possible segment (all frames) needs, so it does not
+  depend on the segments; windows past a video's longest segment find no piece and exit. The
+  copy of the tokens into the graph's buffer and their norms do not depend on the segments
+  either: ``prune`` queues them before stages 1 and 2 have run.
+- The plan (segments and budgets, from stages 1 and 2 on the host) reaches the GPU in one copy.
+  ``select`` writes it and replays; ``select_later`` replays without waiting for it: one host
+  thread (``_planner``) computes and writes it, the GPU waits for that (``_wait_for_ticket``,
+  a spin on a pinned host flag) just before the copy, and the caller's host thread goes on
+  queueing work (in vLLM: the language model's forward pass) behind the selection.
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -36,8 +43,11 @@ processed together, and a video takes ``ceil(L / W)`` windows for a longest segm
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -47,7 +57,11 @@ import triton.language as tl
 from .segmentation import Segment
 from .token_selection import SAME_TOKEN, _inverse_norms
 
-__all__ = ["MAX_KNN", "select_tokens_triton", "supports", "workspace_for"]
+__all__ = ["MAX_KNN", "Plan", "select_tokens_triton", "supports", "workspace_for"]
+
+logger = logging.getLogger(__name__)
+
+Plan = tuple[list[Segment], list[int]]  # stage 1 and 2's segments and per-frame budgets
 
 MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes the torch path
 
@@ -459,15 +473,29 @@ def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, a
                         arrivals + row_tile, col_tile, T, M, SAME, KNN, ROWS, COLS)
 
 
+@triton.jit(do_not_specialize=["ticket"])
+def _wait_for_ticket_kernel(flag, ticket):
+    """One program: spin until the host has written ``ticket`` or a later one to ``flag``, a
+    pinned host int32 read over the bus each time (as NCCL's proxy flags are)."""
+    while tl.load(flag, volatile=True) < ticket:
+        pass
+
+
 class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
     ``stage(tokens)`` queues what does not depend on the segments: the tokens copied into the
-    workspace and their inverse norms. ``select(segments, budgets)`` then writes the plan and
-    runs stage 3: ``run(windows)`` issues the piece-distance launch, then per window a
-    selection launch and (but for the last window) a push launch. It reads only device memory
-    (its few temporaries come from the graph's pool), so on CUDA it is captured in a CUDA graph
-    per number of windows (``_run_as_graph``) and replayed: one host call per video.
+    workspace and their inverse norms. ``select(plan)`` or ``select_later(planner)`` then has
+    the plan written and runs stage 3: ``run()`` issues the piece-distance launch, then per
+    window a selection launch and (but for the last window) a push launch. It reads only device
+    memory (its few temporaries come from the graph's pool), so on CUDA it is captured in one
+    CUDA graph (``_run_as_graph``) and replayed: one host call per video.
+
+    The plan table ``(5, T)`` int32: rows 0-3 are read by the kernels (``_fill_plan``); row 4's
+    first entry is 1 when the plan failed (``select_later``), and stage 3 then keeps nothing.
+    Calls for one workspace come from one host thread and run on one CUDA stream: the planner
+    writes a call's plan once the caller's stage-1/2 input is ready, which is behind the
+    previous call's copy of the table on that stream.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
@@ -476,9 +504,11 @@ class _Workspace:
         self.knn = knn
         piece_tokens = _WINDOW * per_frame
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
-        self.plan = torch.zeros(4, num_frames, dtype=torch.int32, device=device)
-        self.plan_host = torch.zeros(4, num_frames, dtype=torch.int32, pin_memory=self.plan.is_cuda)
+        self.plan = torch.zeros(5, num_frames, dtype=torch.int32, device=device)
+        self.plan_host = torch.zeros(5, num_frames, dtype=torch.int32, pin_memory=self.plan.is_cuda)
         self.plan_copied = torch.cuda.Event() if self.plan.is_cuda else None  # (copies off CUDA are synchronous)
+        self.plan_ticket = torch.zeros(1, dtype=torch.int32, pin_memory=self.plan.is_cuda)  # of the last plan written
+        self.tickets = 0  # plans asked of the planner
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
         self.distances = torch.empty(num_frames * per_frame, piece_tokens, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
@@ -497,7 +527,7 @@ class _Workspace:
         self.transposed = torch.empty(self.push_cols, most_rows, _PUSH_COLS * _PUSH_ROWS, device=device)
         self.partial = torch.empty(self.push_cols, num_frames * per_frame, knn, device=device)
         self.arrivals = torch.zeros(most_rows, dtype=torch.int32, device=device)  # 0 after every push
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of windows (CUDA only)
+        self.graph: torch.cuda.CUDAGraph | None = None  # CUDA only
 
     def stage(self, tokens: torch.Tensor) -> None:
         """Queue the copy of the ``(T, M, D)`` tokens into the workspace and their inverse norms
@@ -505,25 +535,64 @@ class _Workspace:
         self.tokens.copy_(tokens)
         _inverse_norms(self.tokens, out=self.inv_norms)
 
-    def select(self, segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
-        """Stage 3 of the staged tokens: ``(T, M)`` bool mask, ``frame_budgets[t]`` True in row t.
-        On CUDA the launches replay a CUDA graph (one per number of windows, captured the first
-        time); under the interpreter they run directly."""
+    def select(self, plan: Plan) -> torch.Tensor:
+        """Stage 3 of the staged tokens with ``plan = (segments, frame_budgets)``: ``(T, M)`` bool
+        mask, ``frame_budgets[t]`` True in row t. The host waits for the previous call's copy of
+        the plan table (long done, in practice) before writing it."""
         if self.plan_copied is not None:
-            self.plan_copied.synchronize()  # the last call's copy has read the host table
-        _fill_plan(self.plan_host.numpy(), segments, frame_budgets)
+            self.plan_copied.synchronize()
+        _fill_plan(self.plan_host.numpy(), *plan)
+        return self._select_planned()
+
+    def select_later(self, planner: Callable[[], Plan], on_error: Callable[[Exception], None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 3 of the staged tokens with the plan ``planner()`` returns, without waiting
+        for it: ``planner`` runs on the planner thread (it may wait for the device there), and
+        the GPU waits for its plan before stage 3. If it raises, ``on_error`` gets the exception
+        (on that thread) and stage 3 keeps nothing.
+
+        Returns ``(T, M)`` bool mask and a bool device scalar, True when the plan failed.
+        """
+        self.tickets += 1
+        _planner().submit(self._write_plan, planner, on_error, self.tickets)
+        _wait_for_ticket_kernel[(1,)](self.plan_ticket, self.tickets)
+        mask = self._select_planned()
+        return mask, self.plan[4, 0] != 0
+
+    def _write_plan(self, planner: Callable[[], Plan], on_error: Callable[[Exception], None], ticket: int) -> None:
+        """On the planner thread: the plan into the host table, then the ticket that releases
+        the GPU, whatever happens (an exception here would leave the GPU waiting forever)."""
+        table = self.plan_host.numpy()
+        try:
+            try:
+                plan = planner()
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, who falls back
+                table[4, 0] = 1
+                plan = ([range(len(table[0]))], [0] * len(table[0]))
+                on_error(exc)
+            else:
+                table[4, 0] = 0
+            _fill_plan(table, *plan)
+        except Exception:  # noqa: BLE001 - a bug in the fallback itself: keep nothing
+            logger.exception("MMG-Vid: stage-3 plan failed")
+            table[:4] = 0
+            table[4, 0] = 1
+        finally:
+            self.plan_ticket.numpy()[0] = ticket
+
+    def _select_planned(self) -> torch.Tensor:
+        """Copy the host plan table to the device, run stage 3 on it: the ``(T, M)`` bool mask."""
         self.plan.copy_(self.plan_host, non_blocking=True)
         if self.plan_copied is not None:
             self.plan_copied.record()
-        windows = triton.cdiv(max(len(segment) for segment in segments), _WINDOW)
         if self.plan.is_cuda:
-            _run_as_graph(self, windows)
+            _run_as_graph(self)
         else:
-            self.run(windows)
+            self.run()
         return self.keep.clone().view(torch.bool)
 
-    def run(self, windows: int) -> None:
+    def run(self) -> None:
         num_frames, per_frame, dim = self.shape
+        windows = triton.cdiv(num_frames, _WINDOW)  # enough for a segment of all frames
         ieee = self.tokens.dtype == torch.float32
         piece_tokens = _WINDOW * per_frame
         self.keep.zero_()
@@ -575,24 +644,34 @@ def workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
     return _WORKSPACES[key]
 
 
-def _run_as_graph(workspace: _Workspace, windows: int) -> None:
-    """``workspace.run(windows)`` through a CUDA graph: the first time for this number of
-    windows it runs directly (compiling the kernels if needed) and is then captured;
-    afterwards the graph is replayed."""
-    graph = workspace.graphs.get(windows)
-    if graph is not None:
-        graph.replay()
+def _run_as_graph(workspace: _Workspace) -> None:
+    """``workspace.run()`` through a CUDA graph: the first time it runs directly (compiling the
+    kernels if needed) and is then captured; afterwards the graph is replayed."""
+    if workspace.graph is not None:
+        workspace.graph.replay()
         return
-    workspace.run(windows)
+    workspace.run()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        workspace.run(windows)  # recorded, not executed
-    workspace.graphs[windows] = graph
+        workspace.run()  # recorded, not executed
+    workspace.graph = graph
+
+
+_PLANNER: ThreadPoolExecutor | None = None
+
+
+def _planner() -> ThreadPoolExecutor:
+    """The one host thread on which ``select_later``'s plans are computed, in call order (the
+    order in which the GPU waits for them)."""
+    global _PLANNER
+    if _PLANNER is None:
+        _PLANNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmgvid-plan")
+    return _PLANNER
 
 
 def _fill_plan(table: np.ndarray, segments: list[Segment], frame_budgets: list[int]) -> None:
-    """Fill the ``(4, T)`` int32 host table of every frame: its segment's start, its budget,
-    its guide size (tokens kept before it in its segment) and its segment's end."""
+    """Fill rows 0-3 of the int32 host plan table, for every frame: its segment's start, its
+    budget, its guide size (tokens kept before it in its segment) and its segment's end."""
     for segment in segments:
         budgets = frame_budgets[segment.start:segment.stop]
         table[0, segment.start:segment.stop] = segment.start
@@ -616,4 +695,4 @@ def select_tokens_triton(
     """
     workspace = workspace_for(tokens, knn)
     workspace.stage(tokens)
-    return workspace.select(segments, frame_budgets)
+    return workspace.select((segments, frame_budgets))
