@@ -43,6 +43,7 @@ processed together, and a longest segment of ``L`` frames needs ``ceil(L / W)`` 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -564,7 +565,8 @@ class _Workspace:
         table = self.plan_host.numpy()
         try:
             try:
-                plan = planner()
+                with torch.cuda.device(self.plan.device) if self.plan.is_cuda else contextlib.nullcontext():
+                    plan = planner()  # (on the caller's GPU)
             except Exception as exc:  # noqa: BLE001 - reported to the caller, who falls back
                 table[4, 0] = 1
                 plan = ([range(len(table[0]))], [0] * len(table[0]))
