@@ -540,8 +540,7 @@ class _Workspace:
         """Stage 3 of the staged tokens with ``plan = (segments, frame_budgets)``: ``(T, M)`` bool
         mask, ``frame_budgets[t]`` True in row t. The host waits for the previous call's copy of
         the plan table (long done, in practice) before writing it."""
-        if self.plan_copied is not None:
-            self.plan_copied.synchronize()
+        self.wait_for_plan_copy()
         _fill_plan(self.plan_host.numpy(), *plan)
         return self._select_planned()
 
@@ -580,6 +579,14 @@ class _Workspace:
             table[4, 0] = 1
         finally:
             self.plan_ticket.numpy()[0] = ticket
+
+    def wait_for_plan_copy(self) -> None:
+        """Block until the GPU has copied the last plan table, so past any wait on the pinned
+        ticket. Called before the workspace is dropped: the wait kernel reads the ticket directly,
+        which the host allocator does not track, so it could otherwise hand the memory out again
+        (zeroed) while the GPU still waits on it, forever."""
+        if self.plan_copied is not None:
+            self.plan_copied.synchronize()
 
     def _select_planned(self) -> torch.Tensor:
         """Copy the host plan table to the device, run stage 3 on it: the ``(T, M)`` bool mask."""
@@ -642,7 +649,7 @@ def workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
     else:
         _WORKSPACES[key] = _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
         if len(_WORKSPACES) > _MAX_WORKSPACES:
-            _WORKSPACES.popitem(last=False)
+            _WORKSPACES.popitem(last=False)[1].wait_for_plan_copy()
     return _WORKSPACES[key]
 
 
