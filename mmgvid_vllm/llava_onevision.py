@@ -40,9 +40,7 @@ Choices:
   processor, so no per-request processor is built.
 * Images and video embeddings passed in by the user are not pruned.
 * A ``prune`` failure in the engine (non-finite features) falls back to uniform
-  selection of the same count instead of failing the batch (``prune(..., on_error=)``),
-  which also lets MMG-Vid on CUDA return without waiting for the device: the engine queues
-  the language model's forward pass while the GPU still runs the vision tower.
+  selection of the same count instead of failing the batch (``prune(..., on_error=)``).
 """
 
 from __future__ import annotations
@@ -271,7 +269,7 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         frame_tokens, newline = embeddings[:-1], embeddings[-1:]
         tokens = frame_tokens.reshape(num_frames, -1, frame_tokens.shape[-1])  # (T, M, D)
 
-        def on_error(exc: Exception) -> None:  # non-finite features (maybe on the pruning's host thread)
+        def on_error(exc: Exception) -> None:  # non-finite features
             logger.warning("MMG-Vid: %s pruning failed (%s); using uniform selection", method, exc)
             seen.set_error()
 

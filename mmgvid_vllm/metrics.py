@@ -223,9 +223,7 @@ _pending: deque = deque()  # (start event, end event, labels, observation) of CU
 
 class PruneObservation:
     """What one ``time_pruning`` block learns besides its time: the segment count (1 unless
-    the pruning reports more through ``set_segments``) and whether it failed (``set_error``).
-    Either may be called on another thread, after the block (``prune(..., on_error=)`` on
-    CUDA) but before the device gets past the pruning."""
+    the pruning reports more through ``set_segments``) and whether it failed (``set_error``)."""
 
     def __init__(self) -> None:
         self.segments = 1

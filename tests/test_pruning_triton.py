@@ -1,7 +1,7 @@
 """The Triton stage 3 (the CUDA path) is checked on this CPU-only machine with Triton's
 interpreter: same kept tokens as the torch stage 3 and, through ``prune``, as the
-plain-loop reference implementation of the paper's equations; the same through the planner
-thread (``prune(..., on_error=)``), whose wait kernel spins until the thread's plan is written."""
+plain-loop reference implementation of the paper's equations; with ``on_segments`` and
+``on_error`` too."""
 
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ def test_triton_stage3_matches_torch_and_reference_under_the_interpreter():
         "interpreted": True,
         "stage3_mismatches": [],
         "prune_vs_reference_mismatches": [],
-        "planner_thread": {  # prune(..., on_error=): stages 1-2 on the planner thread
+        "callbacks": {  # prune(..., on_segments=, on_error=)
             "mismatches": [],
             "segments": [3, 3, 3, 3],
-            "threads": ["mmgvid-plan_0"],
             "errors": ["tokens must be finite (found inf or NaN)"],
             "nonfinite_kept_uniform": True,
         },

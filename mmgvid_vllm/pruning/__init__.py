@@ -64,11 +64,6 @@ def prune(
             int, no device sync), e.g. for metrics; other methods do not segment.
         on_error: what to do with non-finite tokens. ``None``: raise ``ValueError``. A
             callable: it gets that ``ValueError`` and the tokens are pruned as "uniform" does.
-            Then MMG-Vid on CUDA returns without waiting for the device (its stages 1 and 2
-            run on a host thread once their input is on the host, and the GPU waits for their
-            plan before stage 3), and calls ``on_segments`` and ``on_error`` on that thread;
-            such calls must come from one thread, on one CUDA stream. The other methods
-            check on the host (a device sync).
         **options: ``mmgvid``: ``tau``, ``lam``, ``r_min``, ``knn`` (see ``MMGVidOptions``);
             ``random``: ``seed``. Other methods take none.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,13 +83,6 @@ def frame_mean_gram(tokens: torch.Tensor) -> np.ndarray:
     return gram.numpy()
 
 
-@functools.lru_cache(maxsize=16)
-def _uniform_keep_mask(num_frames: int, per_frame: int, keep: int, device: torch.device) -> torch.Tensor:
-    """``uniform_keep_mask``, kept per shape: the fallback of every call, made (and copied to the
-    device, which can wait for the device) once. Callers must not modify it."""
-    return uniform_keep_mask(num_frames, per_frame, keep, device)
-
-
 def segments_and_budgets(
     gram: np.ndarray, per_frame: int, keep: int, retention: float, options: MMGVidOptions
 ) -> tuple[list[Segment], list[int]]:
@@ -115,11 +107,7 @@ def mmgvid_keep_mask(
     (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite,
     a ``ValueError``, or with ``on_error`` passed to it and the uniform selection instead.
     Stage 3 runs in Triton on CUDA (``token_selection_triton``, its tokens staged on the device
-    before stages 1 and 2 have run), in torch elsewhere.
-
-    With ``on_error`` the Triton path returns without waiting for the device: stages 1 and 2
-    run on the planner thread once the Gram matrix has arrived (``on_segments`` and
-    ``on_error`` are called there), and the GPU waits for their plan before stage 3.
+    while the host waits for the Gram matrix), in torch elsewhere.
     """
     num_frames, per_frame, _ = tokens.shape
     triton_path = token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn)
@@ -127,30 +115,18 @@ def mmgvid_keep_mask(
     gram, gram_ready = queue_frame_mean_gram(tokens)
     if workspace is not None:
         workspace.stage(tokens)
-
-    def plan() -> tuple[list[Segment], list[int]]:
-        """Stages 1 and 2, once the Gram matrix is on the host."""
-        if gram_ready is not None:
-            gram_ready.synchronize()
-        values = gram.numpy()
-        if not all(math.isfinite(v) for v in values.diagonal()):
-            raise ValueError("tokens must be finite (found inf or NaN)")
-        segments, budgets = segments_and_budgets(values, per_frame, keep, retention, options)
-        if on_segments is not None:
-            on_segments(len(segments))
-        return segments, budgets
-
-    uniform = _uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
-    if workspace is not None and on_error is not None:  # nothing here waits for the device
-        mask, failed = workspace.select_later(plan, on_error)
-        return torch.where(failed, uniform, mask)
-    try:
-        segments, budgets = plan()
-    except ValueError as exc:
+    if gram_ready is not None:
+        gram_ready.synchronize()
+    values = gram.numpy()
+    if not all(math.isfinite(v) for v in values.diagonal()):
+        exc = ValueError("tokens must be finite (found inf or NaN)")
         if on_error is None:
-            raise
+            raise exc
         on_error(exc)
-        return uniform
+        return uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
+    segments, budgets = segments_and_budgets(values, per_frame, keep, retention, options)
+    if on_segments is not None:
+        on_segments(len(segments))
     if workspace is not None:
         return workspace.select((segments, budgets))
     return select_tokens(tokens.to(_accumulation_dtype(tokens)), segments, budgets, options.knn)

@@ -31,11 +31,11 @@ processed together, and a longest segment of ``L`` frames needs ``ceil(L / W)`` 
   depend on the segments; windows past a video's longest segment find no piece and exit. The
   copy of the tokens into the graph's buffer and their norms do not depend on the segments
   either: ``prune`` queues them before stages 1 and 2 have run.
-- The plan (segments and budgets, from stages 1 and 2 on the host) reaches the GPU in one copy.
-  ``select`` writes it and replays; ``select_later`` replays without waiting for it: one host
-  thread (``_planner``) computes and writes it, the GPU waits for that (``_wait_for_ticket``,
-  a spin on a pinned host flag) just before the copy, and the caller's host thread goes on
-  queueing work (in vLLM: the language model's forward pass) behind the selection.
+- The plan (segments and budgets, from stages 1 and 2 on the host) reaches the GPU in one copy
+  from a pinned host table. (Tried and removed: replaying without waiting for the plan, a host
+  thread computing it while the GPU spun on a pinned flag. Under load in vLLM it deadlocked:
+  the GPU waited for the thread, the thread for the GIL, and vLLM's main thread, holding the
+  GIL, for room in the full CUDA launch queue behind the waiting GPU.)
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -43,12 +43,8 @@ processed together, and a longest segment of ``L`` frames needs ``ceil(L / W)`` 
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -59,8 +55,6 @@ from .segmentation import Segment
 from .token_selection import SAME_TOKEN, _inverse_norms
 
 __all__ = ["MAX_KNN", "Plan", "select_tokens_triton", "supports", "workspace_for"]
-
-logger = logging.getLogger(__name__)
 
 Plan = tuple[list[Segment], list[int]]  # stage 1 and 2's segments and per-frame budgets
 
@@ -474,29 +468,15 @@ def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, a
                         arrivals + row_tile, col_tile, T, M, SAME, KNN, ROWS, COLS)
 
 
-@triton.jit(do_not_specialize=["ticket"])
-def _wait_for_ticket_kernel(flag, ticket):
-    """One program: spin until the host has written ``ticket`` or a later one to ``flag``, a
-    pinned host int32 read over the bus each time (as NCCL's proxy flags are)."""
-    while tl.load(flag, volatile=True) < ticket:
-        pass
-
-
 class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
     ``stage(tokens)`` queues what does not depend on the segments: the tokens copied into the
-    workspace and their inverse norms. ``select(plan)`` or ``select_later(planner)`` then has
-    the plan written and runs stage 3: ``run()`` issues the piece-distance launch, then per
-    window a selection launch and (but for the last window) a push launch. It reads only device
-    memory (its few temporaries come from the graph's pool), so on CUDA it is captured in one
-    CUDA graph (``_run_as_graph``) and replayed: one host call per video.
-
-    The plan table ``(5, T)`` int32: rows 0-3 are read by the kernels (``_fill_plan``); row 4's
-    first entry is 1 when the plan failed (``select_later``), and stage 3 then keeps nothing.
-    Calls for one workspace come from one host thread and run on one CUDA stream: the planner
-    writes a call's plan once the caller's stage-1/2 input is ready, which is behind the
-    previous call's copy of the table on that stream.
+    workspace and their inverse norms. ``select(plan)`` then writes the plan into the ``(4, T)``
+    int32 table (``_fill_plan``) and runs stage 3: ``run()`` issues the piece-distance launch,
+    then per window a selection launch and (but for the last window) a push launch. It reads
+    only device memory (its few temporaries come from the graph's pool), so on CUDA it is
+    captured in one CUDA graph (``_run_as_graph``) and replayed: one host call per video.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
@@ -505,11 +485,9 @@ class _Workspace:
         self.knn = knn
         piece_tokens = _WINDOW * per_frame
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
-        self.plan = torch.zeros(5, num_frames, dtype=torch.int32, device=device)
-        self.plan_host = torch.zeros(5, num_frames, dtype=torch.int32, pin_memory=self.plan.is_cuda)
+        self.plan = torch.zeros(4, num_frames, dtype=torch.int32, device=device)
+        self.plan_host = torch.zeros(4, num_frames, dtype=torch.int32, pin_memory=self.plan.is_cuda)
         self.plan_copied = torch.cuda.Event() if self.plan.is_cuda else None  # (copies off CUDA are synchronous)
-        self.plan_ticket = torch.zeros(1, dtype=torch.int32, pin_memory=self.plan.is_cuda)  # of the last plan written
-        self.tickets = 0  # plans asked of the planner
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
         self.distances = torch.empty(num_frames * per_frame, piece_tokens, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
@@ -540,56 +518,9 @@ class _Workspace:
         """Stage 3 of the staged tokens with ``plan = (segments, frame_budgets)``: ``(T, M)`` bool
         mask, ``frame_budgets[t]`` True in row t. The host waits for the previous call's copy of
         the plan table (long done, in practice) before writing it."""
-        self.wait_for_plan_copy()
-        _fill_plan(self.plan_host.numpy(), *plan)
-        return self._select_planned()
-
-    def select_later(self, planner: Callable[[], Plan], on_error: Callable[[Exception], None]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage 3 of the staged tokens with the plan ``planner()`` returns, without waiting
-        for it: ``planner`` runs on the planner thread (it may wait for the device there), and
-        the GPU waits for its plan before stage 3. If it raises, ``on_error`` gets the exception
-        (on that thread) and stage 3 keeps nothing.
-
-        Returns ``(T, M)`` bool mask and a bool device scalar, True when the plan failed.
-        """
-        self.tickets += 1
-        _planner().submit(self._write_plan, planner, on_error, self.tickets)
-        _wait_for_ticket_kernel[(1,)](self.plan_ticket, self.tickets)
-        mask = self._select_planned()
-        return mask, self.plan[4, 0] != 0
-
-    def _write_plan(self, planner: Callable[[], Plan], on_error: Callable[[Exception], None], ticket: int) -> None:
-        """On the planner thread: the plan into the host table, then the ticket that releases
-        the GPU, whatever happens (an exception here would leave the GPU waiting forever)."""
-        table = self.plan_host.numpy()
-        try:
-            try:
-                with torch.cuda.device(self.plan.device) if self.plan.is_cuda else contextlib.nullcontext():
-                    plan = planner()  # (on the caller's GPU)
-            except Exception as exc:  # noqa: BLE001 - reported to the caller, who falls back
-                table[4, 0] = 1
-                plan = ([range(len(table[0]))], [0] * len(table[0]))
-                on_error(exc)
-            else:
-                table[4, 0] = 0
-            _fill_plan(table, *plan)
-        except Exception:  # noqa: BLE001 - a bug in the fallback itself: keep nothing
-            logger.exception("MMG-Vid: stage-3 plan failed")
-            table[:4] = 0
-            table[4, 0] = 1
-        finally:
-            self.plan_ticket.numpy()[0] = ticket
-
-    def wait_for_plan_copy(self) -> None:
-        """Block until the GPU has copied the last plan table, so past any wait on the pinned
-        ticket. Called before the workspace is dropped: the wait kernel reads the ticket directly,
-        which the host allocator does not track, so it could otherwise hand the memory out again
-        (zeroed) while the GPU still waits on it, forever."""
         if self.plan_copied is not None:
             self.plan_copied.synchronize()
-
-    def _select_planned(self) -> torch.Tensor:
-        """Copy the host plan table to the device, run stage 3 on it: the ``(T, M)`` bool mask."""
+        _fill_plan(self.plan_host.numpy(), *plan)
         self.plan.copy_(self.plan_host, non_blocking=True)
         if self.plan_copied is not None:
             self.plan_copied.record()
@@ -649,7 +580,7 @@ def workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
     else:
         _WORKSPACES[key] = _Workspace(*tokens.shape, tokens.dtype, knn, tokens.device)
         if len(_WORKSPACES) > _MAX_WORKSPACES:
-            _WORKSPACES.popitem(last=False)[1].wait_for_plan_copy()
+            _WORKSPACES.popitem(last=False)
     return _WORKSPACES[key]
 
 
@@ -666,21 +597,9 @@ def _run_as_graph(workspace: _Workspace) -> None:
     workspace.graph = graph
 
 
-_PLANNER: ThreadPoolExecutor | None = None
-
-
-def _planner() -> ThreadPoolExecutor:
-    """The one host thread on which ``select_later``'s plans are computed, in call order (the
-    order in which the GPU waits for them)."""
-    global _PLANNER
-    if _PLANNER is None:
-        _PLANNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmgvid-plan")
-    return _PLANNER
-
-
 def _fill_plan(table: np.ndarray, segments: list[Segment], frame_budgets: list[int]) -> None:
-    """Fill rows 0-3 of the int32 host plan table, for every frame: its segment's start, its
-    budget, its guide size (tokens kept before it in its segment) and its segment's end."""
+    """Fill the ``(4, T)`` int32 host table of every frame: its segment's start, its budget,
+    its guide size (tokens kept before it in its segment) and its segment's end."""
     for segment in segments:
         budgets = frame_budgets[segment.start:segment.stop]
         table[0, segment.start:segment.stop] = segment.start

@@ -1,8 +1,8 @@
 """Run under ``TRITON_INTERPRET=1`` (Triton's CPU interpreter): the Triton stage 3 against the
 torch stage 3, and the whole ``prune`` (which then takes the Triton path) against the
-plain-loop reference, on seeded random and structured videos; ``prune(..., on_error=)``
-(stages 1-2 on the planner thread, the kernels waiting for its plan) against ``prune``, and
-with non-finite tokens (uniform selection, the error passed on). Prints one JSON line.
+plain-loop reference, on seeded random and structured videos; ``prune(..., on_segments=,
+on_error=)`` against ``prune``, and with non-finite tokens (uniform selection, the error passed
+on). Prints one JSON line.
 
     TRITON_INTERPRET=1 python tests/helpers/triton_cases.py --cases 30
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from pathlib import Path
 
 import torch
@@ -69,32 +68,24 @@ def main() -> None:
         if prune(tokens, retention).tolist() != reference_prune(tokens.double().numpy(), retention):
             whole.append(case)
     print(json.dumps({"interpreted": supports(torch.zeros(1, 1, 1), 5), "stage3_mismatches": stage3,
-                      "prune_vs_reference_mismatches": whole, "planner_thread": planner_thread_cases()}))
+                      "prune_vs_reference_mismatches": whole, "callbacks": callback_cases()}))
 
 
-def planner_thread_cases() -> dict[str, object]:
-    """``prune(..., on_error=)``: the same indices as ``prune`` for 4 videos in a row (one
-    workspace, plans written one after another), then non-finite tokens."""
-    errors, segments, threads = [], [], set()
-
-    def on_error(exc: Exception) -> None:
-        errors.append(str(exc))
-
-    def on_segments(count: int) -> None:
-        segments.append(count)
-        threads.add(threading.current_thread().name)
-
-    mismatches = []
+def callback_cases() -> dict[str, object]:
+    """``prune(..., on_segments=, on_error=)``: the same indices as ``prune`` for 4 videos in a
+    row (one workspace), the segment counts reported, then non-finite tokens."""
+    errors, segments, mismatches = [], [], []
     for case in range(4):
         tokens = torch.randn(3, 20, 24, generator=torch.Generator().manual_seed(2000 + case))[
             torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])]
         tokens = tokens + 0.05 * torch.randn(tokens.shape, generator=torch.Generator().manual_seed(case))
-        if not torch.equal(prune(tokens, 0.25, on_segments=on_segments, on_error=on_error), prune(tokens, 0.25)):
+        kept = prune(tokens, 0.25, on_segments=segments.append, on_error=lambda exc: errors.append(str(exc)))
+        if not torch.equal(kept, prune(tokens, 0.25)):
             mismatches.append(case)
     tokens[4, 3, 0] = float("nan")
-    uniform_kept = torch.equal(prune(tokens, 0.25, on_error=on_error), prune(torch.zeros_like(tokens), 0.25, "uniform"))
-    return {"mismatches": mismatches, "segments": segments, "threads": sorted(threads), "errors": errors,
-            "nonfinite_kept_uniform": uniform_kept}
+    uniform_kept = torch.equal(prune(tokens, 0.25, on_error=lambda exc: errors.append(str(exc))),
+                               prune(torch.zeros_like(tokens), 0.25, "uniform"))
+    return {"mismatches": mismatches, "segments": segments, "errors": errors, "nonfinite_kept_uniform": uniform_kept}
 
 
 if __name__ == "__main__":
