@@ -84,6 +84,7 @@ PIXEL_NORMALIZATION_KEY = "mmgvid_pixel_normalization"
 
 FRAME_TOKENS = 196  # pooled tokens per 384x384 frame (27x27 patches, 2x2 pooling)
 MAX_FRAMES_PER_VISION_PASS = 32
+WARM_UP_FRAMES = (32, 31)  # frame counts pruned once at startup on CUDA (_warm_up_pruning)
 
 
 class MMGVidProcessingInfo(LlavaOnevisionProcessingInfo):
@@ -209,8 +210,24 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         budget_frames = vllm_config.scheduler_config.max_num_batched_tokens // FRAME_TOKENS
         self.mmgvid_frame_chunk = max(1, min(MAX_FRAMES_PER_VISION_PASS, budget_frames))
         self.mmgvid_kept_log = kept_log_from_env()  # MMGVID_KEPT_LOG_DIR: per-rank kept indices
-        self.mmgvid_warmed_shapes: set[tuple[int, ...]] = set()  # (T, M, D) pruned in a dummy run
         metrics.report_from_this_process(get_tensor_model_parallel_rank() == 0)  # every rank prunes; one reports
+        self._warm_up_pruning(vllm_config)
+
+    def _warm_up_pruning(self, vllm_config: VllmConfig) -> None:
+        """On CUDA, prune random ``(T, 196, D)`` videos in the model dtype once, for T in
+        ``WARM_UP_FRAMES``, so MMG-Vid's Triton kernels are compiled and its CUDA graphs captured
+        while the server starts, not in the first requests (on a fresh H100 machine the first
+        32-frame request spent ~60 s in the pruning). Triton specialises a kernel on whether
+        its int arguments divide by 16, so 32 frames covers 16, 48, 64 too and 31 every count
+        that does not divide by 16. vLLM 0.26 runs no dummy video through the model at startup,
+        so this runs at construction, on the model's device. Not on the CPU: nothing to compile."""
+        device = vllm_config.device_config.device
+        if device is None or torch.device(device).type != "cuda":
+            return
+        dim = vllm_config.model_config.hf_config.text_config.hidden_size
+        for frames in WARM_UP_FRAMES:
+            tokens = torch.randn(frames, FRAME_TOKENS, dim, device=device, dtype=vllm_config.model_config.dtype)
+            prune(tokens, 0.25, "mmgvid", **self.mmgvid_config.prune_options("mmgvid"))
 
     def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
         normalization = kwargs.pop(PIXEL_NORMALIZATION_KEY, None)  # (V, 2, C) or V x (2, C), on the CPU
@@ -256,23 +273,9 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         frames = [len(video) for video in inputs.pixels["pixel_values_videos"]]
         pruned = []
         for emb, t, r, m in zip(embeddings, frames, inputs.retention, inputs.method):
-            self._warm_up_pruning(emb, t)
             with metrics.time_pruning(self.mmgvid_model_name, m if r < 1.0 else metrics.NOT_PRUNED, emb.device) as seen:
                 pruned.append(self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m, seen))
         return pruned
-
-    def _warm_up_pruning(self, embeddings: torch.Tensor, num_frames: int) -> None:
-        """In vLLM's dummy runs (startup), prune each new ``(T, M, D)`` shape of the dummy videos
-        once on CUDA and drop the result, so MMG-Vid's Triton kernels are compiled and its CUDA
-        graph captured before the first request, not during it (on a fresh H100 machine the first
-        32-frame request otherwise spent ~60 s in the pruning), and the startup memory profile
-        sees the pruning's buffers. Not on the CPU: nothing to compile there."""
-        shape = (num_frames, (embeddings.numel() // embeddings.shape[-1] - 1) // num_frames, embeddings.shape[-1])
-        if not embeddings.is_cuda or shape in self.mmgvid_warmed_shapes or not metrics.in_dummy_run():
-            return
-        self.mmgvid_warmed_shapes.add(shape)
-        tokens = embeddings.reshape(-1, shape[-1])[:-1].reshape(shape)
-        prune(tokens, 0.25, "mmgvid", on_error=lambda exc: None, **self.mmgvid_config.prune_options("mmgvid"))
 
     def _prune_video(
         self, embeddings: torch.Tensor, num_frames: int, retention: float, method: str,

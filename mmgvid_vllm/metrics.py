@@ -292,7 +292,8 @@ def time_pruning(model_name: str, method: str, device=None):
 
 # Functions through which vLLM 0.26 and 0.32 build and run dummy videos (profiling, warm-up).
 _DUMMY_CALLERS = frozenset(
-    {"profile_run", "get_dummy_mm_inputs", "_get_dummy_mm_inputs", "get_decoder_dummy_data", "get_encoder_dummy_data"}
+    {"profile_run", "get_dummy_mm_inputs", "_get_dummy_mm_inputs", "get_decoder_dummy_data", "get_encoder_dummy_data",
+     "_warmup_mm_processor"}  # vLLM 0.26's API server processes one dummy video at startup
 )
 
 
