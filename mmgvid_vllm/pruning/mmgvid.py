@@ -68,7 +68,7 @@ def queue_frame_mean_gram(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.cud
     gram = frame_means @ frame_means.T
     if not gram.is_cuda:
         return gram, None
-    host = torch.empty(gram.shape, dtype=gram.dtype, pin_memory=True)
+    host = torch.empty(gram.shape, dtype=gram.dtype, device="cpu", pin_memory=True)
     host.copy_(gram, non_blocking=True)
     copied = torch.cuda.Event()
     copied.record()

@@ -486,7 +486,7 @@ class _Workspace:
         piece_tokens = _WINDOW * per_frame
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
         self.plan = torch.zeros(4, num_frames, dtype=torch.int32, device=device)
-        self.plan_host = torch.zeros(4, num_frames, dtype=torch.int32, pin_memory=self.plan.is_cuda)
+        self.plan_host = torch.zeros(4, num_frames, dtype=torch.int32, device="cpu", pin_memory=self.plan.is_cuda)
         self.plan_copied = torch.cuda.Event() if self.plan.is_cuda else None  # (copies off CUDA are synchronous)
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
         self.distances = torch.empty(num_frames * per_frame, piece_tokens, device=device)
