@@ -225,10 +225,16 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         if device is None or torch.device(device).type != "cuda":
             return
         dim = vllm_config.model_config.hf_config.text_config.hidden_size
-        with torch.device("cpu"):  # as in a forward pass (vLLM builds the model under a CUDA default)
-            for frames in WARM_UP_FRAMES:
-                tokens = torch.randn(frames, FRAME_TOKENS, dim, device=device, dtype=vllm_config.model_config.dtype)
-                prune(tokens, 0.25, "mmgvid", **self.mmgvid_config.prune_options("mmgvid"))
+        # As in a forward pass: vLLM builds the model with its device and dtype as the defaults.
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            with torch.device("cpu"):
+                for frames in WARM_UP_FRAMES:
+                    tokens = torch.randn(frames, FRAME_TOKENS, dim, device=device, dtype=vllm_config.model_config.dtype)
+                    prune(tokens, 0.25, "mmgvid", **self.mmgvid_config.prune_options("mmgvid"))
+        finally:
+            torch.set_default_dtype(default_dtype)
 
     def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
         normalization = kwargs.pop(PIXEL_NORMALIZATION_KEY, None)  # (V, 2, C) or V x (2, C), on the CPU
