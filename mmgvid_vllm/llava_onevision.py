@@ -218,8 +218,8 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         ``WARM_UP_FRAMES``, so MMG-Vid's Triton kernels are compiled and its CUDA graphs captured
         while the server starts, not in the first requests (on a fresh H100 machine the first
         32-frame request spent ~60 s in the pruning). Triton specialises a kernel on whether
-        its int arguments divide by 16, so 32 frames covers 16, 48, 64 too and 31 every count
-        that does not divide by 16. vLLM 0.26 runs no dummy video through the model at startup,
+        its int arguments divide by 16, so 32 frames covers 16, 48, 64 too and 31 the counts
+        that do not divide by 16. vLLM 0.26 runs no dummy video through the model at startup,
         so this runs at construction, on the model's device. Not on the CPU: nothing to compile."""
         device = vllm_config.device_config.device
         if device is None or torch.device(device).type != "cuda":
