@@ -215,8 +215,8 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
 
     def _warm_up_pruning(self, vllm_config: VllmConfig) -> None:
         """On CUDA, prune random ``(T, 196, D)`` videos in the model dtype once, for T in
-        ``WARM_UP_FRAMES``, so MMG-Vid's Triton kernels are compiled and its CUDA graphs captured
-        while the server starts, not in the first requests (on a fresh H100 machine the first
+        ``WARM_UP_FRAMES``, so MMG-Vid's Triton kernels are compiled while the server
+        starts, not in the first requests (on a fresh H100 machine the first
         32-frame request spent ~60 s in the pruning). Triton specialises a kernel on whether
         its int arguments divide by 16, so 32 frames covers 16, 48, 64 too and 31 the counts
         that do not divide by 16. vLLM 0.26 runs no dummy video through the model at startup,

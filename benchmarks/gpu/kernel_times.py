@@ -41,11 +41,11 @@ def profile_replay(tokens: torch.Tensor, retention: float) -> dict:
     workspace = kernels.workspace_for(tokens, 5)
     workspace.stage(tokens)
     for _ in range(3):  # compile, capture, replay once
-        workspace.select((segments, budgets))
+        workspace.select(segments, budgets)
     torch.cuda.synchronize()
     activities = [torch.profiler.ProfilerActivity.CUDA]
     with torch.profiler.profile(activities=activities) as prof:
-        workspace.select((segments, budgets))
+        workspace.select(segments, budgets)
         torch.cuda.synchronize()
     events = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
                      and "memcpy" not in e.name.lower() and "memset" not in e.name.lower()),

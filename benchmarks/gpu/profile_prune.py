@@ -69,7 +69,7 @@ def main() -> None:
         "frame gram + sync": median_ms(lambda: frame_mean_gram(tokens), args.repeats),
         "stages 1-2 (host)": median_ms(host_stages, args.repeats),
         "stage 3 staging (copy, norms)": median_ms(lambda: workspace.stage(tokens), args.repeats),
-        "stage 3 selection (plan, graph replay)": median_ms(lambda: workspace.select((segments, budgets)), args.repeats),
+        "stage 3 selection (plan, graph replay)": median_ms(lambda: workspace.select(segments, budgets), args.repeats),
         "mmgvid_keep_mask": median_ms(lambda: mmgvid_keep_mask(tokens, keep, args.retention, options), args.repeats),
         "prune (mmgvid)": median_ms(lambda: prune(tokens, args.retention), args.repeats),
         "prune (uniform)": median_ms(lambda: prune(tokens, args.retention, method="uniform"), args.repeats),

@@ -18,7 +18,7 @@ import torch
 
 from .baselines import random_keep_mask, uniform_keep_mask
 from .counts import check_retention, num_kept
-from .mmgvid import MMGVidOptions, mmgvid_keep_mask
+from .mmgvid import MMGVidOptions, NonFiniteTokens, mmgvid_keep_mask
 from .vllm_methods import evs_keep_mask, vidcom2_keep_mask
 
 __all__ = ["METHODS", "MMGVidOptions", "check_tokens", "num_kept", "prune"]
@@ -83,21 +83,22 @@ def prune(
         raise ValueError(f"method {method!r} takes no option(s) {', '.join(sorted(unknown))}")
     num_frames, per_frame, _ = tokens.shape
     keep = num_kept(num_frames, per_frame, retention)
-    if method == "mmgvid":
-        mask = mmgvid_keep_mask(tokens, keep, retention, MMGVidOptions(**options), on_segments, on_error)
-    else:
-        if not bool(torch.isfinite(tokens).all()):
-            error = ValueError("tokens must be finite (found inf or NaN)")
-            if on_error is None:
-                raise error
-            on_error(error)
-            method = "uniform"
-        if method == "uniform":
+    try:
+        if method == "mmgvid":
+            mask = mmgvid_keep_mask(tokens, keep, retention, MMGVidOptions(**options), on_segments)
+        elif not bool(torch.isfinite(tokens).all()):
+            raise NonFiniteTokens
+        elif method == "uniform":
             mask = uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
         elif method == "random":
             mask = random_keep_mask(num_frames, per_frame, keep, tokens.device, **options)
         else:  # vLLM's functions, in fp32 (fp64 for fp64 tokens)
             work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
             mask = (evs_keep_mask if method == "evs" else vidcom2_keep_mask)(work, keep)
+    except NonFiniteTokens as error:
+        if on_error is None:
+            raise
+        on_error(error)
+        mask = uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
     # The kept positions in ascending order; the count is known, so no sync.
     return torch.nonzero_static(mask.reshape(-1), size=keep).squeeze(1)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .baselines import uniform_keep_mask
 from .budgeting import frame_budgets, selection_zscores
 from .segmentation import Segment, segment_frames
 from .token_selection import select_tokens
@@ -19,7 +18,7 @@ try:
 except ImportError:  # no Triton installed: the torch implementation everywhere
     token_selection_triton = None
 
-__all__ = ["MMGVidOptions", "frame_mean_gram", "mmgvid_keep_mask", "queue_frame_mean_gram", "segments_and_budgets"]
+__all__ = ["MMGVidOptions", "NonFiniteTokens", "frame_mean_gram", "mmgvid_keep_mask", "segments_and_budgets"]
 
 
 @dataclass(frozen=True)
@@ -54,30 +53,37 @@ class MMGVidOptions:
         return retention / 2 if self.r_min is None else min(self.r_min, retention)
 
 
+class NonFiniteTokens(ValueError):
+    """Some token is inf or NaN (``prune`` raises it, or passes it to its ``on_error``)."""
+
+    def __init__(self) -> None:
+        super().__init__("tokens must be finite (found inf or NaN)")
+
+
 def _accumulation_dtype(tokens: torch.Tensor) -> torch.dtype:
     """fp64 for fp64 tokens, fp32 otherwise."""
     return torch.float64 if tokens.dtype == torch.float64 else torch.float32
 
 
-def queue_frame_mean_gram(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+def frame_mean_gram(tokens: torch.Tensor, meanwhile: Callable[[], None] | None = None) -> np.ndarray:
     """``(T, M, D)`` tokens -> ``(T, T)`` float64 host Gram matrix of the frame means (means
-    accumulated in fp32, fp64 for fp64 tokens): what stages 1 and 2 read, and whether it is
-    ready. On CUDA it is queued into pinned memory behind the device work, and ready once the
-    returned event has completed; elsewhere it is ready now (the event is ``None``)."""
+    accumulated in fp32, fp64 for fp64 tokens): what stages 1 and 2 read. Syncs with the device.
+
+    ``meanwhile`` is called once the Gram matrix and its copy to the host are queued and before
+    waiting for them: device work it queues runs while the host waits and then works on stages
+    1 and 2 (on CUDA the wait is for the copy only, not for that work).
+    """
     frame_means = tokens.mean(dim=1, dtype=_accumulation_dtype(tokens)).double()  # (T, D)
     gram = frame_means @ frame_means.T
-    if not gram.is_cuda:
-        return gram, None
-    host = torch.empty(gram.shape, dtype=gram.dtype, device="cpu", pin_memory=True)
-    host.copy_(gram, non_blocking=True)
-    copied = torch.cuda.Event()
-    copied.record()
-    return host, copied
-
-
-def frame_mean_gram(tokens: torch.Tensor) -> np.ndarray:
-    """``queue_frame_mean_gram``'s matrix once ready (a device sync), as a numpy array."""
-    gram, copied = queue_frame_mean_gram(tokens)
+    copied = None
+    if gram.is_cuda:  # copied into pinned memory behind the device work, waited for below
+        host = torch.empty(gram.shape, dtype=gram.dtype, device="cpu", pin_memory=True)
+        host.copy_(gram, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        gram = host
+    if meanwhile is not None:
+        meanwhile()
     if copied is not None:
         copied.synchronize()
     return gram.numpy()
@@ -99,34 +105,24 @@ def mmgvid_keep_mask(
     retention: float,
     options: MMGVidOptions,
     on_segments: Callable[[int], None] | None = None,
-    on_error: Callable[[Exception], None] | None = None,
 ) -> torch.Tensor:
     """``(T, M, D)`` tokens -> ``(T, M)`` bool mask with exactly ``keep`` True.
 
     The only device-to-host transfer is the ``(T, T)`` Gram matrix of the frame means
-    (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite,
-    a ``ValueError``, or with ``on_error`` passed to it and the uniform selection instead.
+    (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite
+    (``NonFiniteTokens``).
     Stage 3 runs in Triton on CUDA (``token_selection_triton``, its tokens staged on the device
-    while the host waits for the Gram matrix), in torch elsewhere.
+    while the host waits for the Gram matrix and runs stages 1 and 2), in torch elsewhere.
     """
-    num_frames, per_frame, _ = tokens.shape
     triton_path = token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn)
     workspace = token_selection_triton.workspace_for(tokens, options.knn) if triton_path else None
-    gram, gram_ready = queue_frame_mean_gram(tokens)
-    if workspace is not None:
-        workspace.stage(tokens)
-    if gram_ready is not None:
-        gram_ready.synchronize()
-    values = gram.numpy()
-    if not all(math.isfinite(v) for v in values.diagonal()):
-        exc = ValueError("tokens must be finite (found inf or NaN)")
-        if on_error is None:
-            raise exc
-        on_error(exc)
-        return uniform_keep_mask(num_frames, per_frame, keep, tokens.device)
-    segments, budgets = segments_and_budgets(values, per_frame, keep, retention, options)
+    # the one sync; the tokens are staged for the Triton stage 3 meanwhile
+    gram = frame_mean_gram(tokens, meanwhile=None if workspace is None else lambda: workspace.stage(tokens))
+    if not all(math.isfinite(v) for v in gram.diagonal()):
+        raise NonFiniteTokens
+    segments, budgets = segments_and_budgets(gram, tokens.shape[1], keep, retention, options)
     if on_segments is not None:
         on_segments(len(segments))
     if workspace is not None:
-        return workspace.select((segments, budgets))
+        return workspace.select(segments, budgets)
     return select_tokens(tokens.to(_accumulation_dtype(tokens)), segments, budgets, options.knn)

@@ -4,7 +4,7 @@ Same result as ``token_selection.select_tokens`` (the same equations, choices an
 only floating-point summation order differs), built for speed on CUDA. Frame positions within
 a segment are cut into windows of ``_WINDOW``; a segment's frames in one window form a piece
 (at most ``W`` consecutive frames). Segments are independent, so every window's pieces are
-processed together, and a longest segment of ``L`` frames needs ``ceil(L / W)`` windows.
+processed together, and a video takes ``ceil(L / W)`` windows for a longest segment of ``L``.
 
 - One launch computes, for every piece, the distances between all its tokens (tiles above
   the diagonal, mirrored, so exactly symmetric). They hold every frame's in-frame distances
@@ -25,17 +25,14 @@ processed together, and a longest segment of ``L`` frames needs ``ceil(L / W)`` 
   last program of a row tile to finish (an atomic ticket) merges the tiles' lists.
 - A sorted list of ``k`` is updated by inserting one value at a time (elementwise min/max,
   ``_insert``), not by reductions across a tile: those were the slow part of small programs.
-- On CUDA all launches are one CUDA graph per input shape, captured on first use and replayed
-  (the host cost of the ``2 L / W + 1`` Triton launches would exceed the GPU time). The graph
-  runs as many windows as the longest possible segment (all frames) needs, so it does not
-  depend on the segments; windows past a video's longest segment find no piece and exit. The
-  copy of the tokens into the graph's buffer and their norms do not depend on the segments
-  either: ``prune`` queues them before stages 1 and 2 have run.
-- The plan (segments and budgets, from stages 1 and 2 on the host) reaches the GPU in one copy
-  from a pinned host table. (Tried and removed: replaying without waiting for the plan, a host
-  thread computing it while the GPU spun on a pinned flag. Under load in vLLM it deadlocked:
-  the GPU waited for the thread, the thread for the GIL, and vLLM's main thread, holding the
-  GIL, for room in the full CUDA launch queue behind the waiting GPU.)
+- On CUDA all launches are one CUDA graph per input shape and number of windows, captured on
+  first use and replayed (the host cost of the ``2 L / W + 1`` Triton launches would exceed
+  the GPU time). The copy of the tokens into the graph's buffer and their norms do not depend
+  on the segments: ``prune`` queues them while the host waits for stages 1 and 2's input.
+  (Tried and removed: not waiting at all, a host thread computing stages 1 and 2 while the GPU
+  spun on a pinned flag for its plan. Under load in vLLM it deadlocked: the GPU waited for the
+  thread, the thread for the GIL, and vLLM's main thread, holding the GIL, for room in the full
+  CUDA launch queue behind the waiting GPU.)
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -54,9 +51,7 @@ import triton.language as tl
 from .segmentation import Segment
 from .token_selection import SAME_TOKEN, _inverse_norms
 
-__all__ = ["MAX_KNN", "Plan", "select_tokens_triton", "supports", "workspace_for"]
-
-Plan = tuple[list[Segment], list[int]]  # stage 1 and 2's segments and per-frame budgets
+__all__ = ["MAX_KNN", "select_tokens_triton", "supports", "workspace_for"]
 
 MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes the torch path
 
@@ -472,11 +467,11 @@ class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
     ``stage(tokens)`` queues what does not depend on the segments: the tokens copied into the
-    workspace and their inverse norms. ``select(plan)`` then writes the plan into the ``(4, T)``
-    int32 table (``_fill_plan``) and runs stage 3: ``run()`` issues the piece-distance launch,
-    then per window a selection launch and (but for the last window) a push launch. It reads
-    only device memory (its few temporaries come from the graph's pool), so on CUDA it is
-    captured in one CUDA graph (``_run_as_graph``) and replayed: one host call per video.
+    workspace and their inverse norms. ``select(segments, budgets)`` then writes the plan and
+    runs stage 3: ``run(windows)`` issues the piece-distance launch, then per window a
+    selection launch and (but for the last window) a push launch. It reads only device memory
+    (its few temporaries come from the graph's pool), so on CUDA it is captured in a CUDA graph
+    per number of windows (``_run_as_graph``) and replayed: one host call per video.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
@@ -506,7 +501,7 @@ class _Workspace:
         self.transposed = torch.empty(self.push_cols, most_rows, _PUSH_COLS * _PUSH_ROWS, device=device)
         self.partial = torch.empty(self.push_cols, num_frames * per_frame, knn, device=device)
         self.arrivals = torch.zeros(most_rows, dtype=torch.int32, device=device)  # 0 after every push
-        self.graph: torch.cuda.CUDAGraph | None = None  # CUDA only
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of windows (CUDA only)
 
     def stage(self, tokens: torch.Tensor) -> None:
         """Queue the copy of the ``(T, M, D)`` tokens into the workspace and their inverse norms
@@ -514,25 +509,25 @@ class _Workspace:
         self.tokens.copy_(tokens)
         _inverse_norms(self.tokens, out=self.inv_norms)
 
-    def select(self, plan: Plan) -> torch.Tensor:
-        """Stage 3 of the staged tokens with ``plan = (segments, frame_budgets)``: ``(T, M)`` bool
-        mask, ``frame_budgets[t]`` True in row t. The host waits for the previous call's copy of
-        the plan table (long done, in practice) before writing it."""
+    def select(self, segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
+        """Stage 3 of the staged tokens: ``(T, M)`` bool mask, ``frame_budgets[t]`` True in row t.
+        On CUDA the launches replay a CUDA graph (one per number of windows, captured the first
+        time); under the interpreter they run directly."""
         if self.plan_copied is not None:
-            self.plan_copied.synchronize()
-        _fill_plan(self.plan_host.numpy(), *plan)
+            self.plan_copied.synchronize()  # the last call's copy has read the host table
+        _fill_plan(self.plan_host.numpy(), segments, frame_budgets)
         self.plan.copy_(self.plan_host, non_blocking=True)
         if self.plan_copied is not None:
             self.plan_copied.record()
+        windows = triton.cdiv(max(len(segment) for segment in segments), _WINDOW)
         if self.plan.is_cuda:
-            _run_as_graph(self)
+            _run_as_graph(self, windows)
         else:
-            self.run()
+            self.run(windows)
         return self.keep.clone().view(torch.bool)
 
-    def run(self) -> None:
+    def run(self, windows: int) -> None:
         num_frames, per_frame, dim = self.shape
-        windows = triton.cdiv(num_frames, _WINDOW)  # enough for a segment of all frames
         ieee = self.tokens.dtype == torch.float32
         piece_tokens = _WINDOW * per_frame
         self.keep.zero_()
@@ -584,17 +579,19 @@ def workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
     return _WORKSPACES[key]
 
 
-def _run_as_graph(workspace: _Workspace) -> None:
-    """``workspace.run()`` through a CUDA graph: the first time it runs directly (compiling the
-    kernels if needed) and is then captured; afterwards the graph is replayed."""
-    if workspace.graph is not None:
-        workspace.graph.replay()
+def _run_as_graph(workspace: _Workspace, windows: int) -> None:
+    """``workspace.run(windows)`` through a CUDA graph: the first time for this number of
+    windows it runs directly (compiling the kernels if needed) and is then captured;
+    afterwards the graph is replayed."""
+    graph = workspace.graphs.get(windows)
+    if graph is not None:
+        graph.replay()
         return
-    workspace.run()
+    workspace.run(windows)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        workspace.run()  # recorded, not executed
-    workspace.graph = graph
+        workspace.run(windows)  # recorded, not executed
+    workspace.graphs[windows] = graph
 
 
 def _fill_plan(table: np.ndarray, segments: list[Segment], frame_budgets: list[int]) -> None:
@@ -623,4 +620,4 @@ def select_tokens_triton(
     """
     workspace = workspace_for(tokens, knn)
     workspace.stage(tokens)
-    return workspace.select((segments, frame_budgets))
+    return workspace.select(segments, frame_budgets)
