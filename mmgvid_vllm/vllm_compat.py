@@ -50,6 +50,7 @@ from transformers import BatchFeature
 from vllm.multimodal.processing import BaseMultiModalProcessor
 
 from .config import strip_request_keys
+from .vllm_support import FRONTEND_ARGS
 
 __all__ = ["HFProcessorHook", "request_mm_kwargs_server_args", "run_vllm_cli"]
 
@@ -105,7 +106,8 @@ class HFProcessorHook:
 
 def request_mm_kwargs_server_args() -> list[str]:
     """Server CLI arguments that let requests carry ``mm_processor_kwargs``."""
-    for module in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
+    for target in FRONTEND_ARGS.split("|"):  # where each vLLM version defines FrontendArgs
+        module = target.strip().partition(":")[0]
         try:
             frontend_args = importlib.import_module(module).FrontendArgs
         except (ImportError, AttributeError):
@@ -130,3 +132,19 @@ def run_vllm_cli(argv: Sequence[str]) -> None:
 
     sys.argv = ["vllm", *argv]
     main()
+
+
+# == Version safety =================================================================================
+# (owned by the version-safety work; see vllm_support.py.) Which vLLM versions the plugin supports
+# (SUPPORTED_VLLM_VERSIONS: 0.26 and 0.32 tested; 0.33 and 0.34 checked statically against the
+# wheels' sources, benchmarks/RESULTS.md "vLLM version safety"), the table of every vLLM name the
+# plugin overrides, calls or imports with its expected parameters, and the check of it. They live
+# in vllm_support, which imports nothing from vLLM, so plugin.register() can run the check (and
+# stop with a clear message) even on a vLLM where this module's own imports would fail; they are
+# re-exported here. From 0.33 on, FrontendArgs lives in vllm.entrypoints.common.cli_args (read by
+# request_mm_kwargs_server_args through FRONTEND_ARGS).
+from .vllm_support import (  # noqa: E402
+    SUPPORTED_VLLM_VERSIONS,
+    check_vllm_compatibility,
+    require_supported_vllm,
+)
