@@ -1,0 +1,480 @@
+"""``mmgvid_pyav``: vLLM's default video loader, decoding only the frames the model sees.
+
+vLLM's default loader (``opencv``) reads a video with OpenCV: it takes ``total_num_frames``
+from the header, picks ``num_frames`` indices with ``np.linspace`` and then *grabs every frame*
+up to the last picked one, so its cost grows with the video's length. This loader subclasses
+it (same ``compute_frames_index_to_sample``, same ``create_hf_metadata``, so the same indices
+and the same metadata dict) and decodes with PyAV only what the picked frames need:
+
+1. **Header metadata as OpenCV reads it** (``_opencv_source``): ``fps`` = the stream's average
+   frame rate (else 1 / time base), ``total_num_frames`` = the header's frame count, else
+   ``floor(duration * fps + 0.5)`` with the container's duration; ``duration = total / fps``.
+   vLLM 0.32 (not 0.26) then lowers the count when an end-of-stream seek finds fewer
+   presentable frames (``_vllm_corrects_frame_count``); we apply its rule with the true count.
+2. **A packet index** (one demux pass over the in-memory file; no decoding): frame ``i`` (what
+   OpenCV's ``i``-th ``grab()`` returns, i.e. the decoder's ``i``-th output) is the packet
+   with the ``i``-th smallest pts, not counting packets an edit list discards.
+3. **One decoding pass per GOP that holds targets**: each target is decoded from the last
+   keyframe before it (in decode order, with pts <= the target's); targets sharing that
+   keyframe share the pass; between passes the decoder is drained and flushed and the packets
+   in between are never read. Inside a pass, frames that are neither a target nor used as a
+   reference are skipped by the decoder (``skip_frame=NONREF`` for non-target packets).
+4. **Same pixels as OpenCV**: OpenCV's FFmpeg backend converts with swscale to BGR24 with
+   ``SWS_BICUBIC`` and the frame's colorspace, then vLLM swaps to RGB; we ask PyAV for exactly
+   that (``to_ndarray(format="bgr24", interpolation="BICUBIC")[..., ::-1]``): bit-identical on
+   8-bit 4:2:0/4:2:2/4:4:4, full and limited range, BT.601 and BT.709, and 10-bit HEVC
+   (``rgb24`` or bilinear differ by up to 4-31 levels on 10-bit input). Rotation: OpenCV
+   auto-rotates by the display matrix (``CAP_PROP_ORIENTATION_AUTO``, on by default), so do we
+   (``np.rot90`` by the frame's ``rotation``); flips are ignored, as OpenCV does.
+
+If a target's pts never comes out of the decoder (a damaged file, a decoder that drops a
+frame), the whole video is decoded again sequentially, counting outputs exactly as OpenCV does.
+
+Differences from vLLM's loader, on purpose: a 1-frame file (OpenCV's ``grab`` returns nothing:
+vLLM answers 400) gives its frame; a file no frame of which decodes raises ``ValueError``
+(vLLM returns an empty array and fails later); operator limits (``VideoLimits``) raise
+``ValueError`` (HTTP 400). ``frame_recovery=True`` or a ``backend`` other than ``opencv`` in
+``media_io_kwargs`` is handed to vLLM's loader unchanged.
+
+Selection: ``VLLM_VIDEO_LOADER_BACKEND=mmgvid_pyav`` (``mmgvid serve`` sets it unless set),
+or ``--media-io-kwargs '{"video": {"video_backend": "mmgvid_pyav"}}'``, or per request
+``"media_io_kwargs": {"video": {"video_backend": "mmgvid_pyav"}}``; ``opencv`` in any of these
+places goes back to vLLM's loader.
+
+Speed (``benchmarks/RESULTS.md``, 2-core CPU; see ``SPEED_NOTES`` below for each idea).
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "LOADER_NAME",
+    "PyAVVideoLoader",
+    "VideoLimits",
+    "register_video_loader",
+    "load_video",
+    "loader_class",
+]
+
+LOADER_NAME = "mmgvid_pyav"
+
+SPEED_NOTES = """\
+Measured on the 2-core CPU machine, 32 frames from h264_480p_5min (x264 veryfast, default GOP):
+filled in by benchmarks/video_load.py --ablation; see benchmarks/RESULTS.md.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# vLLM version shim (0.26 and 0.32). To move into vllm_compat.py.
+# ---------------------------------------------------------------------------------------------
+def _vllm_registry():
+    from vllm.multimodal.video import VIDEO_LOADER_REGISTRY
+
+    return VIDEO_LOADER_REGISTRY
+
+
+def _vllm_opencv_loader() -> type:
+    """vLLM's ``opencv`` loader class (``vllm.multimodal.video.VideoBackend`` in 0.26 and 0.32)."""
+    return _vllm_registry().name2class["opencv"]
+
+
+def _vllm_metadata_types():
+    """``(VideoSourceMetadata, VideoTargetMetadata)``: defined in ``vllm.multimodal.video`` in
+    0.26, in ``vllm.multimodal.video_decoders.base`` in 0.32 (re-exported by ``video``)."""
+    from vllm.multimodal.video import VideoSourceMetadata, VideoTargetMetadata
+
+    return VideoSourceMetadata, VideoTargetMetadata
+
+
+def _vllm_check_frame_pixel_limit(width: int, height: int) -> None:
+    """vLLM's ``VLLM_MAX_IMAGE_PIXELS`` check, which its loader runs before decoding
+    (0.26: ``video._check_frame_pixel_limit``; 0.32: ``video_decoders.base.check_frame_pixel_limit``)."""
+    try:
+        from vllm.multimodal.video_decoders.base import check_frame_pixel_limit
+    except ImportError:
+        from vllm.multimodal.video import _check_frame_pixel_limit as check_frame_pixel_limit
+    check_frame_pixel_limit(width, height)
+
+
+_CORRECTS_FRAME_COUNT: bool | None = None
+
+
+def _vllm_corrects_frame_count() -> bool:
+    """Whether vLLM's OpenCV metadata cross-checks the header's frame count with an
+    end-of-stream seek (0.32: yes, ``video_decoders/opencv.py``; 0.26: no)."""
+    global _CORRECTS_FRAME_COUNT
+    if _CORRECTS_FRAME_COUNT is None:
+        import inspect
+
+        try:
+            from vllm.multimodal.video_decoders.opencv import OpenCVVideoBackendMixin
+        except ImportError:
+            from vllm.multimodal.video import OpenCVVideoBackendMixin
+        source = inspect.getsource(OpenCVVideoBackendMixin.get_video_metadata)
+        _CORRECTS_FRAME_COUNT = "CAP_PROP_POS_AVI_RATIO" in source
+    return _CORRECTS_FRAME_COUNT
+
+
+# ---------------------------------------------------------------------------------------------
+# Operator limits
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VideoLimits:
+    """Per-video limits; a video beyond one is answered ``ValueError`` (HTTP 400). 0 = no limit.
+
+    ==============================  =========================================  ===========
+    variable                        what                                       default
+    ==============================  =========================================  ===========
+    ``MMGVID_MAX_VIDEO_SECONDS``    duration (header, and last frame's time)   14400 (4 h)
+    ``MMGVID_MAX_VIDEO_FRAMES``     frames (header, and packets in the file)   1000000
+    ``MMGVID_MAX_VIDEO_PIXELS``     width x height of a frame                  8847360 (4096x2160)
+    ``MMGVID_MAX_DECODE_SECONDS``   wall time this loader spends on one video  120
+    ==============================  =========================================  ===========
+    """
+
+    max_seconds: float = 14400.0
+    max_frames: int = 1_000_000
+    max_pixels: int = 4096 * 2160
+    max_decode_seconds: float = 120.0
+
+    ENV = {
+        "max_seconds": "MMGVID_MAX_VIDEO_SECONDS",
+        "max_frames": "MMGVID_MAX_VIDEO_FRAMES",
+        "max_pixels": "MMGVID_MAX_VIDEO_PIXELS",
+        "max_decode_seconds": "MMGVID_MAX_DECODE_SECONDS",
+    }
+
+    @classmethod
+    def from_env(cls, environ=None) -> "VideoLimits":
+        """Read the ``MMGVID_MAX_*`` variables; a bad value raises ``ValueError`` naming it."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, var in cls.ENV.items():
+            raw = environ.get(var, "").strip()
+            if not raw:
+                continue
+            kind = int if field in ("max_frames", "max_pixels") else float
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ValueError(f"{var} must be a{'n integer' if kind is int else ' number'} >= 0 "
+                                 f"(0 = no limit), got {raw!r}") from None
+            if not value >= 0 or math.isinf(value):
+                raise ValueError(f"{var} must be a finite number >= 0 (0 = no limit), got {raw!r}")
+            values[field] = value
+        return cls(**values)
+
+    def check(self, what: str, value: float, limit: float, var: str, unit: str = "") -> None:
+        if limit and value > limit:
+            raise ValueError(f"video rejected: its {what} ({value:g}{unit}) exceeds this server's limit "
+                             f"of {limit:g}{unit} ({var})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+_EPS_ZERO = 0.000025  # OpenCV's eps_zero
+
+
+@dataclass
+class _Index:
+    """The video stream's packets in decode order and the presentation order of their frames."""
+
+    packets: list  # av.Packet, decode order (all packets of the stream that carry data)
+    frame_packets: list[int]  # frame i (presentation order) -> position in ``packets``
+    keyframes: list[int]  # positions in ``packets`` of keyframes, ascending
+
+
+def _opencv_source(container, stream):
+    """``VideoSourceMetadata`` from the header, computed as OpenCV's FFmpeg backend does."""
+    VideoSourceMetadata, _ = _vllm_metadata_types()
+    rate = stream.average_rate
+    fps = float(rate) if rate is not None and rate.denominator else 0.0
+    if fps < _EPS_ZERO and stream.time_base:
+        fps = 1.0 / float(stream.time_base)
+    total = stream.frames or 0
+    if total == 0:
+        seconds = (container.duration or 0) / 1_000_000
+        if seconds < _EPS_ZERO and stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        total = int(math.floor(seconds * fps + 0.5))
+    return VideoSourceMetadata(total_frames_num=total, original_fps=fps, duration=total / fps if fps > 0 else 0)
+
+
+def _open(data: bytes):
+    import av
+
+    if not data:
+        raise ValueError("empty video: the request carried 0 bytes")
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except av.FFmpegError as exc:
+        raise ValueError(f"could not read the video ({len(data)} bytes): not a video container FFmpeg "
+                         f"recognises, or truncated or corrupt ({exc})") from None
+    if not container.streams.video:
+        fmt = container.format.name
+        container.close()
+        raise ValueError(f"the file has no video stream (container {fmt!r})")
+    return container
+
+
+class _Deadline:
+    def __init__(self, limits: VideoLimits):
+        self.limit = limits.max_decode_seconds
+        self.end = time.monotonic() + self.limit if self.limit else math.inf
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise ValueError(f"video rejected: decoding it took longer than this server's limit of "
+                             f"{self.limit:g} s (MMGVID_MAX_DECODE_SECONDS)")
+
+
+def _build_index(container, stream, limits: VideoLimits, deadline: _Deadline) -> _Index | None:
+    """Demux every packet of ``stream``; None when the pts do not order the frames (then the caller
+    decodes sequentially)."""
+    import av
+
+    packets, keyframes, order = [], [], []
+    try:
+        for n, packet in enumerate(container.demux(stream)):
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            if n % 4096 == 0:
+                deadline.check()
+                limits.check("number of frames", len(packets), limits.max_frames, "MMGVID_MAX_VIDEO_FRAMES")
+            if packet.is_keyframe:
+                keyframes.append(len(packets))
+            if not packet.is_discard:
+                order.append((packet.pts, len(packets)))
+            packets.append(packet)
+    except av.FFmpegError:
+        pass  # truncated or damaged after some packets: OpenCV reads what it can too
+    limits.check("number of frames", len(order), limits.max_frames, "MMGVID_MAX_VIDEO_FRAMES")
+    if not packets:
+        raise ValueError("the video stream has no frames (empty, or truncated before its first frame)")
+    if any(pts is None for pts, _ in order) or len({pts for pts, _ in order}) != len(order):
+        return None
+    order.sort()
+    if limits.max_seconds and order:
+        last = float((order[-1][0] - (stream.start_time or 0)) * stream.time_base)
+        limits.check("duration", round(last, 3), limits.max_seconds, "MMGVID_MAX_VIDEO_SECONDS", " s")
+    return _Index(packets, [pos for _, pos in order], keyframes)
+
+
+def _to_rgb(frame) -> np.ndarray:
+    """The frame as OpenCV + vLLM give it: swscale BGR24 with SWS_BICUBIC, channels swapped,
+    rotated by the display matrix (see the module docstring)."""
+    rgb = frame.to_ndarray(format="bgr24", interpolation="BICUBIC")[..., ::-1]
+    rotation = getattr(frame, "rotation", 0) or 0
+    if rotation % 90 == 0 and rotation % 360:
+        rgb = np.rot90(rgb, k=(rotation // 90) % 4)
+    return rgb
+
+
+def _configure_decoder(stream, threads: int) -> Any:
+    ctx = stream.codec_context
+    if threads != 1:
+        ctx.thread_type = "AUTO"
+        ctx.thread_count = threads  # 0 = FFmpeg's choice (one per core)
+    return ctx
+
+
+def _decode_targets(stream, index: _Index, targets: list[int], deadline: _Deadline, *, threads: int = 0,
+                    skip_nonref: bool = True) -> dict[int, np.ndarray]:
+    """Frames ``targets`` (presentation indices < len(index.frame_packets)) -> RGB arrays, one
+    decoding pass per GOP that holds targets (module docstring, step 3)."""
+    import av
+
+    ctx = _configure_decoder(stream, threads)
+    packets = index.packets
+    want_pts: dict[int, int] = {}  # pts -> frame index
+    groups: dict[int, list[int]] = {}  # start packet position -> target packet positions
+    for t in targets:
+        pos = index.frame_packets[t]
+        pts = packets[pos].pts
+        want_pts[pts] = t
+        # Last keyframe at or before the target in decode order whose pts is not after it
+        # (a leading frame of an open GOP starts from the keyframe before).
+        k = bisect.bisect_right(index.keyframes, pos) - 1
+        while k >= 0 and packets[index.keyframes[k]].pts > pts:
+            k -= 1
+        start = index.keyframes[k] if k >= 0 else 0
+        groups.setdefault(start, []).append(pos)
+
+    out: dict[int, np.ndarray] = {}
+    target_positions = {index.frame_packets[t] for t in targets}
+    position = -1  # last packet sent to the decoder
+    starts = sorted(groups)
+
+    def receive(frames) -> None:
+        for frame in frames:
+            t = want_pts.get(frame.pts)
+            if t is not None and t not in out:
+                out[t] = _to_rgb(frame)
+
+    for gi, start in enumerate(starts):
+        end = max(groups[start])
+        if start > position + 1 and position >= 0:
+            receive(ctx.decode(None))  # drain the previous pass, then jump
+            ctx.flush_buffers()
+        for pos in range(max(start, position + 1), end + 1):
+            if pos % 64 == 0:
+                deadline.check()
+            packet = packets[pos]
+            if skip_nonref:
+                ctx.skip_frame = "DEFAULT" if pos in target_positions else "NONREF"
+            try:
+                receive(ctx.decode(packet))
+            except av.FFmpegError:
+                continue  # a damaged packet: its frame is missing, as with OpenCV's grab()
+        position = max(position, end)
+    if skip_nonref:
+        ctx.skip_frame = "DEFAULT"
+    try:
+        receive(ctx.decode(None))
+    except av.FFmpegError:
+        pass
+    return out
+
+
+def _decode_sequential(data: bytes, targets: list[int], deadline: _Deadline, threads: int = 0) -> dict[int, np.ndarray]:
+    """Frames ``targets`` by counting decoder outputs from the start: OpenCV's own method."""
+    import av
+
+    wanted = set(targets)
+    last = max(targets)
+    out: dict[int, np.ndarray] = {}
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        ctx = _configure_decoder(stream, threads)
+        i = 0
+        try:
+            for packet in container.demux(stream):
+                deadline.check()
+                try:
+                    frames = ctx.decode(packet if packet.size else None)
+                except av.FFmpegError:
+                    continue
+                for frame in frames:
+                    if i in wanted:
+                        out[i] = _to_rgb(frame)
+                    i += 1
+                if i > last:
+                    break
+        except av.FFmpegError:
+            pass
+    return out
+
+
+def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: VideoLimits | None = None,
+               loader_cls: type | None = None, threads: int = 0, skip_nonref: bool = True,
+               sampling_kwargs: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(frames (N, H, W, 3) uint8 RGB, metadata)`` exactly as vLLM's ``opencv`` loader returns
+    them for ``load_bytes(data, num_frames, fps)`` (see the module docstring)."""
+    import av
+
+    loader_cls = loader_cls or loader_class()
+    limits = limits or VideoLimits.from_env()
+    deadline = _Deadline(limits)
+    _, VideoTargetMetadata = _vllm_metadata_types()
+    with _open(data) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        width, height = ctx.width, ctx.height
+        if width <= 0 or height <= 0:
+            raise ValueError(f"the video stream has no frame size ({width}x{height}): corrupt header")
+        _vllm_check_frame_pixel_limit(width, height)
+        limits.check("frame size", width * height, limits.max_pixels, "MMGVID_MAX_VIDEO_PIXELS", " pixels")
+        source = loader_cls._prepare_source(_opencv_source(container, stream))
+        limits.check("number of frames", source.total_frames_num, limits.max_frames, "MMGVID_MAX_VIDEO_FRAMES")
+        limits.check("duration", round(source.duration, 3), limits.max_seconds, "MMGVID_MAX_VIDEO_SECONDS", " s")
+        index = _build_index(container, stream, limits, deadline)
+        if index is not None and _vllm_corrects_frame_count():
+            visible = len(index.frame_packets)
+            if 0 < visible < source.total_frames_num - 1:  # vLLM 0.32's rule, with the true count
+                source = source._replace(total_frames_num=visible, duration=visible / source.original_fps
+                                         if source.original_fps > 0 else 0)
+        if source.total_frames_num <= 0:
+            if index is None or not index.frame_packets:
+                raise ValueError("the video has no frames")
+            # No count in the header and no duration: count the frames (OpenCV would give up).
+            source = source._replace(total_frames_num=len(index.frame_packets))
+        target = VideoTargetMetadata(num_frames=num_frames, fps=fps, max_duration=300)
+        frame_idx = loader_cls.compute_frames_index_to_sample(source=source, target=target, **(sampling_kwargs or {}))
+        frames: dict[int, np.ndarray] = {}
+        if index is not None:
+            present = [t for t in frame_idx if t < len(index.frame_packets)]
+            if present:
+                frames = _decode_targets(stream, index, present, deadline, threads=threads, skip_nonref=skip_nonref)
+            complete = len(frames) == len(present)
+        else:
+            complete = False
+    if not complete:
+        frames = _decode_sequential(data, frame_idx, deadline, threads=threads)
+    valid = [t for t in frame_idx if t in frames]
+    if not valid:
+        raise ValueError(f"no frame of the video could be decoded (asked for frames {frame_idx[:8]}"
+                         f"{'...' if len(frame_idx) > 8 else ''} of {source.total_frames_num}): "
+                         "the file is truncated or corrupt")
+    out = np.stack([frames[t] for t in valid])
+    metadata = loader_cls.create_hf_metadata(source=source, valid_frame_indices=valid,
+                                             video_backend=loader_cls.video_backend_name)
+    return out, metadata
+
+
+_CODEC_OPTIONS = ("num_ffmpeg_threads", "seek_mode", "device", "hw_decoders", "pool_size", "timeout_sec")
+
+
+def _make_loader_class() -> type:
+    base = _vllm_opencv_loader()
+
+    class PyAVVideoLoader(base):  # type: ignore[misc, valid-type]
+        """vLLM's ``opencv`` loader (indices, metadata) decoding with PyAV (module docstring)."""
+
+        video_backend_name = "opencv"  # the metadata's ``video_backend``: same dict as vLLM's
+
+        @classmethod
+        def load_bytes(cls, data: bytes, num_frames: int = -1, fps: int = -1, max_duration: int = 300,
+                       frame_recovery: bool = False, **kwargs):
+            backend = kwargs.get("backend", "opencv")
+            if frame_recovery or backend != "opencv":
+                return super().load_bytes(data, num_frames, fps, max_duration, frame_recovery, **kwargs)
+            sampling = {k: v for k, v in kwargs.items() if k != "backend" and k not in _CODEC_OPTIONS}
+            return load_video(data, num_frames, fps, loader_cls=cls, sampling_kwargs=sampling)
+
+    return PyAVVideoLoader
+
+
+_LOADER_CLASS: list[type] = []
+
+
+def loader_class() -> type:
+    """``PyAVVideoLoader`` (built on first use: it subclasses vLLM's loader, so importing this
+    module needs no vLLM)."""
+    if not _LOADER_CLASS:
+        _LOADER_CLASS.append(_make_loader_class())
+    return _LOADER_CLASS[0]
+
+
+def __getattr__(name: str):
+    if name == "PyAVVideoLoader":
+        return loader_class()
+    raise AttributeError(name)
+
+
+def register_video_loader() -> None:
+    """Check the ``MMGVID_MAX_*`` limits and register ``mmgvid_pyav`` in vLLM's
+    ``VIDEO_LOADER_REGISTRY`` (idempotent; called by the plugin in every vLLM process)."""
+    VideoLimits.from_env()
+    registry = _vllm_registry()
+    if LOADER_NAME not in registry.name2class:
+        registry.register(LOADER_NAME)(loader_class())
