@@ -45,6 +45,7 @@ Choices:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -70,6 +71,7 @@ from .config import METHOD_KEY, RETENTION_KEY, PruningConfig, resolve_request, s
 from .kept_log import kept_log_from_env
 from .pixels import fused_normalization, identity_normalization, is_identity, normalize_video
 from .pruning import METHODS, num_kept, prune
+from .request_kwargs import check_request_kwargs
 from .vllm_compat import HFProcessorHook
 
 __all__ = [
@@ -99,17 +101,18 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
     info: MMGVidProcessingInfo
 
     def apply(self, inputs, timing_ctx):
-        # Validate before the request is hashed, cached or processed.
-        pruning = self.info.get_video_pruning(inputs.hf_processor_mm_kwargs)
-        outputs = super().apply(inputs, timing_ctx)
-        metrics.record_videos(self.info, inputs.mm_data_items, outputs, pruning)
-        return outputs
+        # Checked and canonicalised before the request is hashed, cached or processed.
+        inputs = dataclasses.replace(inputs, hf_processor_mm_kwargs=check_request_kwargs(inputs.hf_processor_mm_kwargs))
+        self.info.get_video_pruning(inputs.hf_processor_mm_kwargs)
+        return super().apply(inputs, timing_ctx)
 
     def _sends_raw_videos(self, mm_counts: Mapping[str, int], mm_kwargs: Mapping[str, object]) -> bool:
         """Whether this request's videos go to the model unnormalised (``pixels``): pruned
-        requests with videos and no images (those keep vLLM's joint path), unless the HF
-        normalisation is overridden."""
-        if not mm_counts.get("video") or mm_counts.get("image"):
+        videos, unless the HF normalisation is overridden. A function of the request's kwargs
+        only, not of the other items of the call: vLLM's processor cache calls the HF processor
+        for the items it misses, so one video meets different company in different calls, and
+        a cached item must equal a fresh one."""
+        if not mm_counts.get("video"):
             return False
         if self.info.get_video_pruning(mm_kwargs).retention >= 1.0:
             return False
@@ -174,17 +177,41 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
 
         def get_pruned_video_replacement(item_idx: int) -> list[int]:
             tokens = vanilla.replacement(item_idx)  # [video_token_id] * (T * M + 1)
-            elem = out_mm_kwargs["video"][item_idx].get(RETENTION_KEY)  # None for user-supplied embeddings
-            retention = 1.0 if elem is None else float(elem.data)
-            if retention >= 1.0:
+            item = out_mm_kwargs["video"][item_idx]
+            elem = item.get(RETENTION_KEY)  # None for user-supplied embeddings
+            if elem is None:
                 return tokens
             num_frames = mm_items.get_items("video", VideoProcessorItems).get_num_frames(item_idx)
+            self._check_video_pixels(item_idx, item["pixel_values_videos"].data, num_frames, len(tokens))
+            retention = float(elem.data)
+            if retention >= 1.0:
+                return tokens
             return tokens[: num_kept(num_frames, (len(tokens) - 1) // num_frames, retention) + 1]
 
         return [
             *(u for u in updates if u is not vanilla),
             PromptReplacement(modality="video", target=vanilla.target, replacement=get_pruned_video_replacement),
         ]
+
+    def _check_video_pixels(self, item_idx: int, pixels: torch.Tensor, num_frames: int, num_placeholders: int) -> None:
+        """``ValueError`` (HTTP 400, in the API server) unless the video's processed ``(T, C, H, W)``
+        pixels are ``num_frames`` frames the vision tower accepts (3 x image_size x image_size)
+        and ``num_placeholders`` is what the model makes of them (``T * M + 1``): a mismatch
+        would otherwise fail in the engine, which takes the server down with it."""
+        size = self.info.get_vision_encoder_info().get_image_size()
+        expected = (num_frames, 3, size, size)
+        if tuple(pixels.shape) != expected:
+            raise ValueError(
+                f"video {item_idx}: processing gave frames of shape {tuple(pixels.shape)} "
+                f"(frames, channels, height, width), but the model takes {expected}; "
+                "check the request's and server's mm_processor_kwargs"
+            )
+        frame_tokens = self.info.get_num_video_tokens(image_width=size, image_height=size, num_frames=1) - 1
+        if num_placeholders != num_frames * frame_tokens + 1:
+            raise ValueError(
+                f"video {item_idx}: {num_placeholders} placeholder tokens for {num_frames} frames, "
+                f"but the model produces {num_frames * frame_tokens + 1}"
+            )
 
 
 class _PrunableVideos(NamedTuple):
@@ -280,8 +307,11 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         frames = [len(video) for video in inputs.pixels["pixel_values_videos"]]
         pruned = []
         for emb, t, r, m in zip(embeddings, frames, inputs.retention, inputs.method):
-            with metrics.time_pruning(self.mmgvid_model_name, m if r < 1.0 else metrics.NOT_PRUNED, emb.device) as seen:
+            label = m if r < 1.0 else metrics.NOT_PRUNED
+            with metrics.time_pruning(self.mmgvid_model_name, label, emb.device) as seen:
                 pruned.append(self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m, seen))
+            original = emb.shape[-2] - 1  # T * M; the newline is never pruned
+            metrics.record_video(self.mmgvid_model_name, label, original, len(pruned[-1]) - 1, self.mmgvid_config.retention)
         return pruned
 
     def _prune_video(

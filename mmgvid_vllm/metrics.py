@@ -15,10 +15,12 @@ Series (labels ``model_name`` = vLLM's served model name, as on ``vllm:*``, and
 - ``mmgvid_pruning_errors_total`` (counter): prunes that failed and fell back to uniform selection
   (created at 0 with the first pruned video, so ``increase()`` sees the first error)
 
-Where the numbers are known: the API-server process (the multimodal processor) knows each
-request's original and kept counts, once per request (also when the processor cache answers);
-the engine's worker process (the model) runs the pruning, so only it knows time and segments.
-An encoder-cache hit in the engine prunes nothing, so it adds no time/segment observation.
+Where they are recorded: in the engine's worker process, where the model encodes and prunes a
+video, so only videos of requests the engine accepted count (a request that the API server
+answers with 400 after processing its video, e.g. a prompt over ``max_model_len``, counts
+nothing). A video whose features the engine takes from its encoder cache (the same video at the
+same ratio in a request scheduled while the first one's features are still cached) is not
+encoded again and is not counted again.
 With tensor parallelism every rank prunes the same videos; only the first tensor-parallel rank
 records (``report_from_this_process``, set by the model), so each video counts once.
 Videos built by vLLM for profiling and warm-up (``get_dummy_mm_inputs``, ``profile_run`` on the
@@ -177,46 +179,6 @@ def _observe(name: str, labels: dict[str, str], value: float) -> None:
     _files.add("histogram", name, name + "_sum", labels, value)
 
 
-# -- API server: the processor --------------------------------------------------------------
-def record_video(model_name: str, method: str, original_tokens: int, kept_tokens: int, target: float) -> None:
-    """One video of a request: ``method`` is ``NOT_PRUNED`` when kept whole; ``target`` is the
-    server's configured retention."""
-    if in_dummy_run():
-        return
-    labels = {"model_name": model_name, "method": method}
-    _inc("mmgvid_video_original_tokens", labels, original_tokens)
-    _inc("mmgvid_video_kept_tokens", labels, kept_tokens)
-    _inc("mmgvid_kv_cache_tokens_avoided", labels, original_tokens - kept_tokens)
-    _observe("mmgvid_video_retention_ratio", labels, kept_tokens / original_tokens)
-    _files.add("gauge", "mmgvid_retention_target_ratio", "mmgvid_retention_target_ratio",
-               {"model_name": model_name}, 0.0, set_to=float(target))
-
-
-def record_videos(info, mm_items, mm_inputs, pruning) -> None:
-    """The processor's hook, after ``apply``: one ``record_video`` per raw video of a request.
-
-    ``info``: the processing info (``get_num_video_tokens``, model config); ``mm_items``: the
-    request's parsed items; ``mm_inputs``: ``apply``'s result, whose video placeholders hold the
-    kept tokens + the newline; ``pruning``: the request's ``PruningConfig``. Embedding inputs,
-    which are not pruned, are skipped.
-    """
-    from vllm.multimodal.parse import VideoProcessorItems
-
-    from .config import server_config
-
-    videos = mm_items.get("video")
-    if not isinstance(videos, VideoProcessorItems) or in_dummy_run():
-        return
-    model_name = info.ctx.model_config.served_model_name
-    method = pruning.method if pruning.enabled else NOT_PRUNED
-    for i, placeholder in enumerate(mm_inputs["mm_placeholders"]["video"]):
-        size = videos.get_frame_size(i)
-        original = info.get_num_video_tokens(
-            image_width=size.width, image_height=size.height, num_frames=videos.get_num_frames(i)
-        ) - 1  # minus the trailing image_newline, which is never pruned
-        record_video(model_name, method, original, placeholder.length - 1, server_config().retention)
-
-
 # -- engine worker: the model ---------------------------------------------------------------
 _pending: deque = deque()  # (start event, end event, labels, observation) of CUDA prunes not read yet
 
@@ -256,6 +218,21 @@ def report_from_this_process(enabled: bool) -> None:
     """Whether this engine worker records pruning time, segments and errors (one rank per video)."""
     global _reporting
     _reporting = enabled
+
+
+def record_video(model_name: str, method: str, original_tokens: int, kept_tokens: int, target: float) -> None:
+    """One video the model encoded for a request: ``original_tokens`` ``T * M``, ``kept_tokens``
+    what it put into the prompt; ``method`` is ``NOT_PRUNED`` when kept whole; ``target`` is the
+    server's configured retention."""
+    if not _reporting or in_dummy_run():
+        return
+    labels = {"model_name": model_name, "method": method}
+    _inc("mmgvid_video_original_tokens", labels, original_tokens)
+    _inc("mmgvid_video_kept_tokens", labels, kept_tokens)
+    _inc("mmgvid_kv_cache_tokens_avoided", labels, original_tokens - kept_tokens)
+    _observe("mmgvid_video_retention_ratio", labels, kept_tokens / original_tokens)
+    _files.add("gauge", "mmgvid_retention_target_ratio", "mmgvid_retention_target_ratio",
+               {"model_name": model_name}, 0.0, set_to=float(target))
 
 
 @contextmanager
