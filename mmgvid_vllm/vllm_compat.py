@@ -47,6 +47,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from transformers import BatchFeature
+from vllm.multimodal.parse import MultiModalDataItems
 from vllm.multimodal.processing import BaseMultiModalProcessor
 
 from .config import strip_request_keys
@@ -96,9 +97,12 @@ class HFProcessorHook:
         def _apply_hf_processor_main(self, mm_items, hf_kwargs) -> BatchFeature:
             request_kwargs, hf_kwargs = hf_kwargs, strip_request_keys(hf_kwargs)
             if self._sends_raw_videos(mm_items.get_all_counts(), request_kwargs):
-                # What vLLM's video path returns, with the videos' pixels from the plugin.
-                hf_data, _, passthrough = self._get_hf_mm_inputs(mm_items, hf_kwargs)
-                outputs = BatchFeature({**passthrough, **self._process_videos_raw(hf_data["videos"], hf_kwargs)})
+                # vLLM's processing of the other items, with the videos' pixels from the plugin.
+                videos = MultiModalDataItems({"video": mm_items["video"]})
+                hf_data, _, passthrough = self._get_hf_mm_inputs(videos, hf_kwargs)
+                others = MultiModalDataItems({m: items for m, items in mm_items.items() if m != "video"})
+                outputs = super()._apply_hf_processor_main(others, hf_kwargs)
+                outputs.update({**passthrough, **self._process_videos_raw(hf_data["videos"], hf_kwargs)})
             else:
                 outputs = super()._apply_hf_processor_main(mm_items, hf_kwargs)
             return self._add_pruning_fields(outputs, request_kwargs)
