@@ -265,8 +265,11 @@ class SourceTree:
     """Python sources of a package by module name: from a directory holding the package
     (site-packages), a wheel, or a mapping ``{relative path: text}`` (tests)."""
 
-    def __init__(self, read: Callable[[str], str | None], label: str) -> None:
+    def __init__(
+        self, read: Callable[[str], str | None], label: str, listing: Callable[[], list[str]] | None = None,
+    ) -> None:
         self._read = read
+        self._listing = listing
         self.label = label
         self._trees: dict[str, ast.Module | None] = {}
         self._texts: dict[str, str] = {}
@@ -280,7 +283,11 @@ class SourceTree:
             with open(path, encoding="utf-8") as f:
                 return f.read()
 
-        return cls(read, root)
+        def listing() -> list[str]:
+            return sorted(os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
+                          for d, _, names in os.walk(os.path.join(root, "vllm")) for f in names if f.endswith(".py"))
+
+        return cls(read, root, listing)
 
     @classmethod
     def from_wheel(cls, path: str, extract_to: str | None = None) -> SourceTree:
@@ -299,11 +306,19 @@ class SourceTree:
                     f.write(text)
             return text
 
-        return cls(read, path)
+        return cls(read, path, lambda: sorted(m for m in members if m.endswith(".py")))
 
     @classmethod
     def from_mapping(cls, files: Mapping[str, str], label: str = "<mapping>") -> SourceTree:
-        return cls(files.get, label)
+        return cls(files.get, label, lambda: sorted(files))
+
+    def files(self, prefix: str) -> list[str]:
+        """Relative paths of the ``.py`` files under ``prefix`` (or that file itself)."""
+        return [f for f in (self._listing() if self._listing else []) if f == prefix or f.startswith(prefix)]
+
+    def text(self, rel: str) -> str | None:
+        """The text of a file, ``None`` if the tree lacks it."""
+        return self._text(rel)
 
     def module_path(self, module: str) -> str | None:
         base = module.replace(".", "/")
