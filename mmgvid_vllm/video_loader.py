@@ -288,16 +288,12 @@ def _configure_decoder(stream, threads: int) -> Any:
     return ctx
 
 
-def _decode_targets(stream, index: _Index, targets: list[int], deadline: _Deadline, *, threads: int = 0,
-                    skip_nonref: bool = True) -> dict[int, np.ndarray]:
-    """Frames ``targets`` (presentation indices < len(index.frame_packets)) -> RGB arrays, one
-    decoding pass per GOP that holds targets (module docstring, step 3)."""
-    import av
-
-    ctx = _configure_decoder(stream, threads)
+def _plan(index: _Index, targets: list[int]) -> tuple[list[tuple[int, int]], dict[int, int], set[int]]:
+    """Decoding passes ``[(first, last packet position)]`` in decode order (module docstring,
+    step 3), ``{pts: frame index}`` of the targets and their packet positions."""
     packets = index.packets
-    want_pts: dict[int, int] = {}  # pts -> frame index
-    groups: dict[int, list[int]] = {}  # start packet position -> target packet positions
+    want_pts: dict[int, int] = {}
+    spans: dict[int, int] = {}  # start keyframe position -> last target position
     for t in targets:
         pos = index.frame_packets[t]
         pts = packets[pos].pts
@@ -308,12 +304,22 @@ def _decode_targets(stream, index: _Index, targets: list[int], deadline: _Deadli
         while k >= 0 and packets[index.keyframes[k]].pts > pts:
             k -= 1
         start = index.keyframes[k] if k >= 0 else 0
-        groups.setdefault(start, []).append(pos)
+        spans[start] = max(spans.get(start, pos), pos)
+    passes: list[tuple[int, int]] = []
+    for start in sorted(spans):
+        if passes and start <= passes[-1][1] + 1:  # overlapping or adjacent: one pass
+            passes[-1] = (passes[-1][0], max(passes[-1][1], spans[start]))
+        else:
+            passes.append((start, spans[start]))
+    return passes, want_pts, {index.frame_packets[t] for t in targets}
+
+
+def _run_passes(ctx, packets: list, passes: list[tuple[int, int]], want_pts: dict[int, int],
+                target_positions: set[int], deadline: _Deadline, skip_nonref: bool) -> dict[int, np.ndarray]:
+    """Decode ``passes`` with the decoder ``ctx``: drain and flush between passes."""
+    import av
 
     out: dict[int, np.ndarray] = {}
-    target_positions = {index.frame_packets[t] for t in targets}
-    position = -1  # last packet sent to the decoder
-    starts = sorted(groups)
 
     def receive(frames) -> None:
         for frame in frames:
@@ -321,28 +327,64 @@ def _decode_targets(stream, index: _Index, targets: list[int], deadline: _Deadli
             if t is not None and t not in out:
                 out[t] = _to_rgb(frame)
 
-    for gi, start in enumerate(starts):
-        end = max(groups[start])
-        if start > position + 1 and position >= 0:
-            receive(ctx.decode(None))  # drain the previous pass, then jump
+    for n, (first, last) in enumerate(passes):
+        if n:
             ctx.flush_buffers()
-        for pos in range(max(start, position + 1), end + 1):
+        for pos in range(first, last + 1):
             if pos % 64 == 0:
                 deadline.check()
-            packet = packets[pos]
             if skip_nonref:
                 ctx.skip_frame = "DEFAULT" if pos in target_positions else "NONREF"
             try:
-                receive(ctx.decode(packet))
+                receive(ctx.decode(packets[pos]))
             except av.FFmpegError:
                 continue  # a damaged packet: its frame is missing, as with OpenCV's grab()
-        position = max(position, end)
-    if skip_nonref:
         ctx.skip_frame = "DEFAULT"
-    try:
-        receive(ctx.decode(None))
-    except av.FFmpegError:
-        pass
+        try:
+            receive(ctx.decode(None))  # drain: the pass's last frames leave the reorder buffer
+        except av.FFmpegError:
+            pass
+    return out
+
+
+def _split(passes: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int]]]:
+    """Contiguous runs of ``passes`` with about equal numbers of packets."""
+    total = sum(b - a + 1 for a, b in passes)
+    chunks: list[list[tuple[int, int]]] = [[]]
+    done = 0
+    for p in passes:
+        if chunks[-1] and done >= total * len(chunks) / parts:
+            chunks.append([])
+        chunks[-1].append(p)
+        done += p[1] - p[0] + 1
+    return chunks
+
+
+def _decode_targets(data: bytes, stream, index: _Index, targets: list[int], deadline: _Deadline, *,
+                    threads: int = 0, workers: int = 1, skip_nonref: bool = True) -> dict[int, np.ndarray]:
+    """Frames ``targets`` (presentation indices < len(index.frame_packets)) -> RGB arrays.
+
+    ``workers`` > 1 decodes runs of passes on that many threads, each with its own decoder
+    (PyAV releases the GIL while FFmpeg decodes)."""
+    import av
+
+    passes, want_pts, positions = _plan(index, targets)
+    chunks = _split(passes, workers) if workers > 1 else [passes]
+    if len(chunks) == 1:
+        return _run_passes(_configure_decoder(stream, threads), index.packets, passes, want_pts, positions,
+                           deadline, skip_nonref)
+
+    def run(chunk):
+        with av.open(io.BytesIO(data)) as container:  # its own decoder
+            ctx = _configure_decoder(container.streams.video[0], threads)
+            return _run_passes(ctx, index.packets, chunk, want_pts, positions, deadline, skip_nonref)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: dict[int, np.ndarray] = {}
+    with ThreadPoolExecutor(len(chunks), thread_name_prefix="mmgvid-decode") as pool:
+        for part in pool.map(run, chunks):
+            out.update(part)
     return out
 
 
@@ -376,7 +418,7 @@ def _decode_sequential(data: bytes, targets: list[int], deadline: _Deadline, thr
 
 
 def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: VideoLimits | None = None,
-               loader_cls: type | None = None, threads: int = 0, skip_nonref: bool = True,
+               loader_cls: type | None = None, threads: int = 0, workers: int = 1, skip_nonref: bool = True,
                sampling_kwargs: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """``(frames (N, H, W, 3) uint8 RGB, metadata)`` exactly as vLLM's ``opencv`` loader returns
     them for ``load_bytes(data, num_frames, fps)`` (see the module docstring)."""
@@ -414,7 +456,8 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
         if index is not None:
             present = [t for t in frame_idx if t < len(index.frame_packets)]
             if present:
-                frames = _decode_targets(stream, index, present, deadline, threads=threads, skip_nonref=skip_nonref)
+                frames = _decode_targets(data, stream, index, present, deadline, threads=threads, workers=workers,
+                                         skip_nonref=skip_nonref)
             complete = len(frames) == len(present)
         else:
             complete = False
