@@ -3,7 +3,8 @@ and the deploy/ Prometheus rules and Grafana dashboard queried through a real Pr
 
 One server at a time (module-scoped, parametrised by ``--api-server-count``; with 2, ``VllmServer``
 starts it through vLLM's CLI ``serve``, and the test checks that two API-server processes run). Each request
-carries a distinct video, so each one is pruned (no encoder-cache hit) and observed once.
+carries a distinct video, so each one is pruned (no encoder-cache hit) and observed once; then
+requests that the server answers 400 after processing their video (``REJECTED``), which count nothing.
 The Prometheus test needs the Debian package ``prometheus`` (``prometheus`` and ``promtool``);
 it is skipped without it.
 """
@@ -36,6 +37,13 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RETENTION = 0.25  # MMGVID_RETENTION of the server
 # (frames, per-request retention or None for the server's); 1.0 = pruning off.
 REQUESTS = [(4, None), (6, 0.15), (4, 1.0), (8, 0.5), (3, 1.0)]
+# (frames, retention, request params) of requests answered 400 after their video was processed
+REJECTED = [
+    (4, None, {"max_tokens": 0}),
+    (4, 0.5, {"max_tokens": -1}),
+    (48, 1.0, {"max_tokens": 1}),  # 48 * 196 + 1 video tokens > --max-model-len 8192
+    (4, None, {"max_tokens": 1, "mm_processor_kwargs": {"mmgvid_retention": 0.5, "do_resize": False}}),
+]
 HISTOGRAMS = ("mmgvid_video_retention_ratio", "mmgvid_video_segments", "mmgvid_pruning_duration_seconds")
 
 
@@ -65,6 +73,17 @@ class Client:
         self.server.chat([{"role": "user", "content": content}], max_tokens=1, temperature=0.0, **extra)
         self.sent.append((num_frames, RETENTION if retention is None else retention))
 
+    def reject(self, num_frames: int, retention: float | None, **params) -> None:
+        """A request the server answers 400 after processing its video: it must count nothing."""
+        content = [
+            {"type": "video_url", "video_url": {"url": frames_url(num_frames, seed=1000 + num_frames)}},
+            {"type": "text", "text": "What happens?"},
+        ]
+        if retention is not None:
+            params["mm_processor_kwargs"] = {"mmgvid_retention": retention}
+        body = self.server.chat([{"role": "user", "content": content}], check=False, **params)
+        assert body.get("error", {}).get("code") == 400, body
+
     def expected(self) -> dict[str, float]:
         original = sum(t * FRAME_TOKENS for t, _ in self.sent)
         kept = sum(num_kept(t, FRAME_TOKENS, r) if r < 1 else t * FRAME_TOKENS for t, r in self.sent)
@@ -80,6 +99,8 @@ def client(request):
         client = Client(server)
         for num_frames, retention in REQUESTS:
             client.send(num_frames, retention)
+        for num_frames, retention, params in REJECTED:
+            client.reject(num_frames, retention, **params)
         client.api_servers = request.param
         yield client
 

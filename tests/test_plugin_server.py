@@ -13,6 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import LlavaOnevisionVideoProcessor
 
 from helpers.plugin import (
     expected_prompt_tokens,
@@ -162,6 +165,13 @@ BAD_MM_KWARGS = {
     "ratio true": {"mmgvid_retention": True},
     "unknown key": {"mmgvid_ratio": 0.5},
     "unknown method": {"mmgvid_method": "best"},
+    # HF video-processor keys that took vanilla vLLM's engine (and server) down with --trust-request-mm-kwargs
+    "resampled frames": {"do_sample_frames": True, "num_frames": 8},
+    "no resize": {"do_resize": False},
+    "other size": {"size": {"height": 768, "width": 768}},
+    "scoped kwargs": {"videos_kwargs": {"do_resize": False}},
+    "std 0": {"image_std": 0},
+    "mean of 2": {"image_mean": [0.5, 0.5]},
 }
 
 
@@ -169,7 +179,7 @@ BAD_MM_KWARGS = {
 def test_bad_mm_kwargs_is_400(server, video32, unpruned32, mm_kwargs):
     r = post_chat(server, video_body(data_url(video32[0]), mm_kwargs))
     assert r.status_code == 400, r.text
-    assert "mmgvid" in r.json()["error"]["message"]
+    assert any(repr(key) in r.json()["error"]["message"] for key in mm_kwargs), r.text  # names the key
     assert_alive(server)
     assert prompt_tokens(server, video_body(data_url(video32[0]))) == expected_prompt_tokens(unpruned32, 32, DEFAULT)
 
@@ -202,4 +212,48 @@ def test_256_frames_works_or_is_4xx(server, text_tokens, retention):
         assert r.json()["usage"]["prompt_tokens"] == want
     else:
         assert 400 <= r.status_code < 500, r.text
+    assert_alive(server)
+
+
+@pytest.mark.parametrize("retention", [None, 0.25, 1.0])
+def test_allowed_hf_keys_are_served(server, video32, unpruned32, retention):
+    """The normalisation keys a request may set change pixel values, never the prompt."""
+    mm_kwargs = {"image_mean": [0.4, 0.5, 0.6], "image_std": 0.25, "do_convert_rgb": True}
+    if retention is not None:
+        mm_kwargs["mmgvid_retention"] = retention
+    assert prompt_tokens(server, video_body(data_url(video32[0]), mm_kwargs)) == expected_prompt_tokens(
+        unpruned32, 32, retention or DEFAULT
+    )
+
+
+def test_values_that_hash_alike_get_their_own_prompt(server, video32, unpruned32):
+    """int 1 and float 5e-324 have the same 8 bytes; as canonical floats they are two cache entries."""
+    url = data_url(video32[0])
+    assert prompt_tokens(server, video_body(url, {"mmgvid_retention": 1})) == unpruned32
+    assert prompt_tokens(server, video_body(url, {"mmgvid_retention": 5e-324})) == expected_prompt_tokens(
+        unpruned32, 32, 5e-324
+    )
+
+
+# Every key the HF video processor takes, ours, and vLLM's scoped forms, with values of every JSON type.
+FUZZ_KEYS = sorted({*LlavaOnevisionVideoProcessor.valid_kwargs.__annotations__, "mmgvid_retention", "mmgvid_method",
+                    "videos_kwargs", "images_kwargs", "mmgvid_x"})
+_numbers = st.one_of(st.integers(-1000, 1000), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0, 1]))
+FUZZ_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), _numbers, st.sampled_from(["mmgvid", "evs", "pt", "abc", ""])),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.fixed_dictionaries({"height": st.integers(-1, 1000), "width": st.integers(-1, 1000)}),
+        st.dictionaries(st.sampled_from(FUZZ_KEYS), inner, max_size=2),
+    ),
+    max_leaves=4,
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mm_kwargs=st.dictionaries(st.sampled_from(FUZZ_KEYS), FUZZ_VALUES, min_size=1, max_size=4))
+def test_fuzz_mm_kwargs_never_take_the_server_down(server, mm_kwargs):
+    """Random combinations of the HF video processor's keys and ours: 200 or 400, never the engine."""
+    r = post_chat(server, video_body(jpeg_frames_url(4, 64, 48), mm_kwargs), timeout=120)
+    assert r.status_code in (200, 400), f"{mm_kwargs}: {r.status_code} {r.text}\n{server.log_tail(30)}"
     assert_alive(server)
