@@ -135,7 +135,21 @@ EXPECTED_API: dict[str, tuple[str, tuple[str, ...]]] = {
     # -- video loader (PyAV loader registered in vLLM's registry)
     "vllm.multimodal.video:VIDEO_LOADER_REGISTRY": ("attr", ()),
     "vllm.multimodal.video:VideoLoaderRegistry.register": ("call", ("name",)),
+    "vllm.multimodal.video:VIDEO_LOADER_REGISTRY.name2class": ("attr", ()),
     "vllm.multimodal.video:VideoLoader.load_bytes": ("override", ("data", "**kwargs")),
+    # video_loader.PyAVVideoLoader subclasses the "opencv" loader (VideoBackend in 0.26-0.34)
+    "vllm.multimodal.video:VideoBackend.load_bytes": (
+        "call", ("data", "num_frames", "fps", "max_duration", "frame_recovery")),
+    "vllm.multimodal.video:VideoBackend._prepare_source": ("call", ("source",)),
+    "vllm.multimodal.video:VideoBackend.compute_frames_index_to_sample": ("call", ("source", "target")),
+    "vllm.multimodal.video:VideoBackend.create_hf_metadata": (
+        "call", ("source", "valid_frame_indices", "video_backend")),
+    "vllm.multimodal.video:VideoSourceMetadata": ("call", ("total_frames_num", "original_fps", "duration")),
+    "vllm.multimodal.video:VideoTargetMetadata": ("call", ("num_frames", "fps", "max_duration")),
+    "vllm.multimodal.video_decoders.base:check_frame_pixel_limit"
+    " | vllm.multimodal.video:_check_frame_pixel_limit": ("call", ("width", "height")),
+    "vllm.multimodal.video_decoders.opencv:OpenCVVideoBackendMixin.get_video_metadata"
+    " | vllm.multimodal.video:OpenCVVideoBackendMixin.get_video_metadata": ("attr", ()),
     # -- mmgvid serve / vllm-cli (cli.py, vllm_compat.run_vllm_cli)
     FRONTEND_ARGS: ("attr", ()),
     "vllm.entrypoints.cli.main:main": ("call", ()),
@@ -586,7 +600,8 @@ class _Resolver:
                 b = self.expression(c.module, base)
                 if b is not None and isinstance(b.node, ast.ClassDef):
                     collect(b, seen)
-            if "dataclass" not in _decorator_names(node):
+            is_named_tuple = any(ast.unparse(b).split(".")[-1] == "NamedTuple" for b in node.bases)
+            if "dataclass" not in _decorator_names(node) and not is_named_tuple:
                 return
             class_kw_only = any(isinstance(d, ast.Call) and any(k.arg == "kw_only" for k in d.keywords)
                                 for d in node.decorator_list)
@@ -597,7 +612,9 @@ class _Resolver:
                     continue
                 value = stmt.value
                 has_default = value is not None
-                if isinstance(value, ast.Call) and getattr(value.func, "attr", getattr(value.func, "id", "")) == "field":
+                func = value.func if isinstance(value, ast.Call) else None
+                func_name = getattr(func, "attr", getattr(func, "id", ""))
+                if func_name == "field":
                     keywords = {k.arg: k.value for k in value.keywords}
                     if isinstance(keywords.get("init"), ast.Constant) and keywords["init"].value is False:
                         continue
@@ -764,7 +781,8 @@ def _params_from_signature(sig, drop_first: bool) -> list[Param]:
                 params.append(Param("*"))
                 star_done = True
             params.append(Param(p.name, p.default is not p.empty))
-        if p.kind is kinds.POSITIONAL_ONLY and (i + 1 == len(values) or values[i + 1].kind is not kinds.POSITIONAL_ONLY):
+        last_positional_only = i + 1 == len(values) or values[i + 1].kind is not kinds.POSITIONAL_ONLY
+        if p.kind is kinds.POSITIONAL_ONLY and last_positional_only:
             params.append(Param("/"))
     return params
 

@@ -140,7 +140,7 @@ def report(support, label: str, version: str, tree) -> list[str]:
         print(f"   {'ok ' if result == 'ok' else '!! '}{kind:8s} {target}{sig}  [{where}]"
               + ("" if result == "ok" else f"\n        {result}"))
     problems = support.static_check(tree)
-    print(f"   -> {'all ' + str(len(table)) + ' names as expected' if not problems else str(len(problems)) + ' problem(s)'}")
+    print(f"   -> all {len(table)} names as expected" if not problems else f"   -> {len(problems)} problem(s)")
     return problems
 
 
