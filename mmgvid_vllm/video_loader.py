@@ -10,7 +10,8 @@ and the same metadata dict) and decodes with PyAV only what the picked frames ne
    frame rate (else 1 / time base), ``total_num_frames`` = the header's frame count, else
    ``floor(duration * fps + 0.5)`` with the container's duration; ``duration = total / fps``.
    vLLM 0.32 (not 0.26) then lowers the count when an end-of-stream seek finds fewer
-   presentable frames (``_vllm_corrects_frame_count``); we apply its rule with the true count.
+   presentable frames (``_vllm_corrects_frame_count``), meant for mp4 edit lists that hide
+   frames; we apply its rule with the true count where an edit list hides packets.
 2. **A packet index** (one demux pass over the in-memory file; no decoding): frame ``i`` (what
    OpenCV's ``i``-th ``grab()`` returns, i.e. the decoder's ``i``-th output) is the packet
    with the ``i``-th smallest pts, not counting packets an edit list discards.
@@ -192,6 +193,10 @@ class _Index:
     packets: list  # av.Packet, decode order (all packets of the stream that carry data)
     frame_packets: list[int]  # frame i (presentation order) -> position in ``packets``
     keyframes: list[int]  # positions in ``packets`` of keyframes, ascending
+    # Packets an edit list hides (``is_discard``): the case vLLM 0.32's frame-count check is for
+    # (a trimmed mp4's decode lead-in); without them the header's count is kept, as OpenCV's
+    # seek-based check keeps it for truncated files.
+    discarded: int = 0
 
 
 def _opencv_source(container, stream):
@@ -267,7 +272,7 @@ def _build_index(container, stream, limits: VideoLimits, deadline: _Deadline) ->
     if limits.max_seconds and order:
         last = float((order[-1][0] - (stream.start_time or 0)) * stream.time_base)
         limits.check("duration", round(last, 3), limits.max_seconds, "MMGVID_MAX_VIDEO_SECONDS", " s")
-    return _Index(packets, [pos for _, pos in order], keyframes)
+    return _Index(packets, [pos for _, pos in order], keyframes, len(packets) - len(order))
 
 
 def _to_rgb(frame) -> np.ndarray:
@@ -440,9 +445,9 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
         limits.check("number of frames", source.total_frames_num, limits.max_frames, "MMGVID_MAX_VIDEO_FRAMES")
         limits.check("duration", round(source.duration, 3), limits.max_seconds, "MMGVID_MAX_VIDEO_SECONDS", " s")
         index = _build_index(container, stream, limits, deadline)
-        if index is not None and _vllm_corrects_frame_count():
-            visible = len(index.frame_packets)
-            if 0 < visible < source.total_frames_num - 1:  # vLLM 0.32's rule, with the true count
+        if index is not None and index.discarded and _vllm_corrects_frame_count():
+            visible = len(index.frame_packets)  # vLLM 0.32's rule, with the true count (see _Index)
+            if 0 < visible < source.total_frames_num - 1:
                 source = source._replace(total_frames_num=visible, duration=visible / source.original_fps
                                          if source.original_fps > 0 else 0)
         if source.total_frames_num <= 0:
