@@ -65,6 +65,7 @@ CPU_TINY_DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("--host",), ("--host", "127.0.0.1")),
 )
 
+VIDEO_LOADER = "mmgvid_pyav"  # mmgvid_vllm.video_loader.LOADER_NAME
 TRUST_REQUEST_MM_KWARGS_FLAGS = ("--trust-request-mm-kwargs", "--no-trust-request-mm-kwargs")
 
 ENV_HELP = """\
@@ -75,6 +76,12 @@ environment (read by the mmgvid plugin inside vLLM):
   MMGVID_TAU, MMGVID_LAMBDA, MMGVID_R_MIN
                     MMG-Vid hyper-parameters (server-wide)
   VLLM_PLUGINS      set to "mmgvid" by `mmgvid serve` (appended if already set)
+  VLLM_VIDEO_LOADER_BACKEND
+                    "mmgvid_pyav" unless set: vLLM's OpenCV loader (same frames, same
+                    metadata) decoding only the frames it samples; "opencv" = vLLM's own
+  MMGVID_MAX_VIDEO_SECONDS, MMGVID_MAX_VIDEO_FRAMES, MMGVID_MAX_VIDEO_PIXELS,
+  MMGVID_MAX_DECODE_SECONDS
+                    per-video limits of mmgvid_pyav (HTTP 400 beyond; 0 = none)
   XDG_CACHE_HOME    where the tiny model is cached (default ~/.cache)
 """
 
@@ -236,6 +243,7 @@ def build_serve_command(
     env["VLLM_PLUGINS"] = ",".join(plugins)
     if retention is not None:
         env["MMGVID_RETENTION"] = str(retention)
+    env.setdefault("VLLM_VIDEO_LOADER_BACKEND", VIDEO_LOADER)
 
     return vllm_server_command(model, [*defaults, *args]), env
 

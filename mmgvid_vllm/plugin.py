@@ -23,4 +23,5 @@ def register() -> None:
 
     server_config()
     metrics.setup()
+    __import__("mmgvid_vllm.video_loader").video_loader.register_video_loader()  # VIDEO_LOADER_REGISTRY: mmgvid_pyav
     ModelRegistry.register_model(ARCHITECTURE, MODEL_CLASS)
