@@ -65,6 +65,7 @@ CPU_TINY_DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("--host",), ("--host", "127.0.0.1")),
 )
 
+MEDIA_CONNECTOR = "mmgvid"  # mmgvid_vllm.media_connector.NAME: URL mistakes answered 400
 VIDEO_LOADER = "mmgvid_pyav"  # mmgvid_vllm.video_loader.LOADER_NAME
 TRUST_REQUEST_MM_KWARGS_FLAGS = ("--trust-request-mm-kwargs", "--no-trust-request-mm-kwargs")
 
@@ -76,6 +77,10 @@ environment (read by the mmgvid plugin inside vLLM):
   MMGVID_TAU, MMGVID_LAMBDA, MMGVID_R_MIN
                     MMG-Vid hyper-parameters (server-wide)
   VLLM_PLUGINS      set to "mmgvid" by `mmgvid serve` (appended if already set)
+  VLLM_MEDIA_CONNECTOR
+                    "mmgvid" unless set: vLLM's media connector, with unreachable URLs,
+                    refused file:// URLs and non-base64 data URLs answered 400, not 5xx
+                    ("http" = vLLM's own)
   VLLM_VIDEO_LOADER_BACKEND
                     "mmgvid_pyav" unless set: vLLM's OpenCV loader (same frames, same
                     metadata) decoding only the frames it samples; "opencv" = vLLM's own
@@ -244,6 +249,7 @@ def build_serve_command(
     if retention is not None:
         env["MMGVID_RETENTION"] = str(retention)
     env.setdefault("VLLM_VIDEO_LOADER_BACKEND", VIDEO_LOADER)
+    env.setdefault("VLLM_MEDIA_CONNECTOR", MEDIA_CONNECTOR)
 
     return vllm_server_command(model, [*defaults, *args]), env
 

@@ -90,6 +90,14 @@ def test_serve_explicit_model_and_retention():
     assert argv[3:] == ["--model", "/m", "--no-trust-request-mm-kwargs"]
 
 
+def test_serve_selects_the_media_connector_unless_set():
+    from mmgvid_vllm.media_connector import NAME
+
+    assert cli.build_serve_command("/m", [], environ={}, cuda=False)[1]["VLLM_MEDIA_CONNECTOR"] == NAME
+    _, env = cli.build_serve_command("/m", [], environ={"VLLM_MEDIA_CONNECTOR": "http"}, cuda=False)
+    assert env["VLLM_MEDIA_CONNECTOR"] == "http"
+
+
 @pytest.mark.parametrize("flag", [["--api-server-count", "2"], ["--api-server-count=3"], ["-asc", "2"]])
 def test_serve_several_api_servers_uses_vllm_cli(flag):
     """The api_server module ignores --api-server-count; vLLM's CLI `serve` honours it."""

@@ -41,7 +41,8 @@ REQUESTS = [(4, None), (6, 0.15), (4, 1.0), (8, 0.5), (3, 1.0)]
 REJECTED = [
     (4, None, {"max_tokens": 0}),
     (4, 0.5, {"max_tokens": -1}),
-    (48, 1.0, {"max_tokens": 1}),  # 48 * 196 + 1 video tokens > --max-model-len 8192
+    # all 48 frames (no sampling): 48 * 196 + 1 video tokens > --max-model-len 8192
+    (48, 1.0, {"max_tokens": 1, "media_io_kwargs": {"video": {"num_frames": -1}}}),
     (4, None, {"max_tokens": 1, "mm_processor_kwargs": {"mmgvid_retention": 0.5, "do_resize": False}}),
 ]
 HISTOGRAMS = ("mmgvid_video_retention_ratio", "mmgvid_video_segments", "mmgvid_pruning_duration_seconds")
@@ -82,7 +83,7 @@ class Client:
         if retention is not None:
             params["mm_processor_kwargs"] = {"mmgvid_retention": retention}
         body = self.server.chat([{"role": "user", "content": content}], check=False, **params)
-        assert body.get("error", {}).get("code") == 400, body
+        assert body.get("error", {}).get("code") == 400, (num_frames, retention, params, body)
 
     def expected(self) -> dict[str, float]:
         original = sum(t * FRAME_TOKENS for t, _ in self.sent)

@@ -25,7 +25,7 @@ from helpers.plugin import (
     stream_chat_usage,
     video_body,
 )
-from helpers.server import VllmServer
+from helpers.server import VllmServer, free_port
 from helpers.video import data_url, make_video_bytes
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, ensure_tiny_model
 
@@ -50,7 +50,8 @@ def server(video32):
         "--mm-processor-kwargs", '{"mmgvid_retention": %s}' % DEFAULT,
         "--allowed-local-media-path", str(video32[1].parent),
     )
-    env = {"VLLM_PLUGINS": "mmgvid", "MMGVID_RETENTION": "0.5", "MMGVID_METHOD": "mmgvid", "MMGVID_TAU": "0.9"}
+    env = {"VLLM_PLUGINS": "mmgvid", "MMGVID_RETENTION": "0.5", "MMGVID_METHOD": "mmgvid", "MMGVID_TAU": "0.9",
+           "VLLM_MEDIA_CONNECTOR": "mmgvid", "VLLM_VIDEO_FETCH_TIMEOUT": "5"}
     with VllmServer(ensure_tiny_model(), extra_args=args, env=env) as srv:
         yield srv
 
@@ -256,4 +257,24 @@ def test_fuzz_mm_kwargs_never_take_the_server_down(server, mm_kwargs):
     """Random combinations of the HF video processor's keys and ours: 200 or 400, never the engine."""
     r = post_chat(server, video_body(jpeg_frames_url(4, 64, 48), mm_kwargs), timeout=120)
     assert r.status_code in (200, 400), f"{mm_kwargs}: {r.status_code} {r.text}\n{server.log_tail(30)}"
+    assert_alive(server)
+
+
+def bad_urls(tmp_dir) -> dict[str, tuple[str, str]]:
+    """name -> (URL, a phrase the 400's message must contain)."""
+    return {
+        "closed port": (f"http://127.0.0.1:{free_port()}/video.mp4", "could not load media"),
+        "file outside the allowed path": ("file:///etc/hostname", "allowed-local-media-path"),
+        "missing file": ((tmp_dir / "missing.mp4").as_uri(), "could not load media"),
+        "data URL without base64": ("data:video/mp4,AAAA", "base64"),
+    }
+
+
+@pytest.mark.parametrize("name", ["closed port", "file outside the allowed path", "missing file",
+                                  "data URL without base64"])
+def test_bad_url_is_400_that_says_why(server, video32, name):
+    url, phrase = bad_urls(video32[1].parent)[name]
+    r = post_chat(server, video_body(url))
+    assert r.status_code == 400, r.text
+    assert phrase in r.json()["error"]["message"], r.text
     assert_alive(server)
