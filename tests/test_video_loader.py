@@ -214,6 +214,14 @@ def test_speed_knobs_keep_the_frames():
         assert got_meta == meta and np.array_equal(got, ref), kw
 
 
+def test_mmgvid_serve_selects_the_loader_unless_told_otherwise():
+    from mmgvid_vllm import cli
+
+    assert cli.build_serve_command("/m", [], environ={}, cuda=False)[1]["VLLM_VIDEO_LOADER_BACKEND"] == LOADER_NAME
+    env = cli.build_serve_command("/m", [], environ={"VLLM_VIDEO_LOADER_BACKEND": "opencv"}, cuda=False)[1]
+    assert env["VLLM_VIDEO_LOADER_BACKEND"] == "opencv"  # the way back to vLLM's loader
+
+
 # --------------------------------------------------------------------------------------------
 # Through the real server
 # --------------------------------------------------------------------------------------------
