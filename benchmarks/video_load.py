@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="2-core CPU machine", help="device label for the JSON and plot")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     p.add_argument("--plot", type=Path, help="PNG plot (default: --out with .png)")
+    p.add_argument("--update", action="store_true",
+                   help="add to / replace in the videos already in --out instead of starting a new file")
     args = p.parse_args(argv)
 
     names = args.videos or default + (["h264_480p_60min"] if args.long else [])
@@ -168,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
 
     results["versions"] = {"vllm": vllm.__version__, "av": av.__version__, "ffmpeg (av)": av.ffmpeg_version_info,
                            "opencv": cv2.__version__}
+    if args.update and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        results["videos"] = previous["videos"]
+        results["command"] = previous["command"] + " ; " + results["command"]
+        if "ablation" in previous:
+            results["ablation"] = previous["ablation"]
     for name in tqdm(names, desc="videos"):
         results["videos"][name] = bench_video(name, args.num_frames, args.repeats, args.slow_s)
     if args.ablation:
@@ -176,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| video | size MB | vLLM s | ours s | speedup | vLLM CPU s | ours CPU s | CPU ratio | identical |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results["videos"].items():
+        if name not in names:
+            continue
         print(f"| {name} | {r['size_mb']} | {r['vllm_s']:.3f} | {r['ours_s']:.3f} | {r['speedup']:.2f}x | "
               f"{r['vllm_cpu_s']:.3f} | {r['ours_cpu_s']:.3f} | {r['cpu_ratio']:.2f}x | {r['identical']} |")
     if args.ablation:

@@ -37,6 +37,10 @@ vLLM answers 400) gives its frame; a file no frame of which decodes raises ``Val
 ``ValueError`` (HTTP 400). ``frame_recovery=True`` or a ``backend`` other than ``opencv`` in
 ``media_io_kwargs`` is handed to vLLM's loader unchanged.
 
+Fast, inexact mode (off by default): ``"mmgvid_seek": "keyframe"`` in the video's
+``media_io_kwargs`` replaces each sampled frame by the keyframe its GOP starts with (same
+metadata; only keyframes are decoded). Its cost in pixels and speed: ``benchmarks/RESULTS.md``.
+
 Selection: ``VLLM_VIDEO_LOADER_BACKEND=mmgvid_pyav`` (``mmgvid serve`` sets it unless set),
 or ``--media-io-kwargs '{"video": {"video_backend": "mmgvid_pyav"}}'``, or per request
 ``"media_io_kwargs": {"video": {"video_backend": "mmgvid_pyav"}}``; ``opencv`` in any of these
@@ -293,22 +297,28 @@ def _configure_decoder(stream, threads: int) -> Any:
     return ctx
 
 
-def _plan(index: _Index, targets: list[int]) -> tuple[list[tuple[int, int]], dict[int, int], set[int]]:
+def _plan(index: _Index, targets: list[int], seek: str = "exact"
+          ) -> tuple[list[tuple[int, int]], dict[int, list[int]], set[int]]:
     """Decoding passes ``[(first, last packet position)]`` in decode order (module docstring,
-    step 3), ``{pts: frame index}`` of the targets and their packet positions."""
+    step 3), ``{pts: [frame indices]}`` to keep, and the packet positions decoded in full.
+
+    ``seek="keyframe"`` (fast, inexact): each target is replaced by the keyframe its pass would
+    start from, and only keyframes are decoded."""
     packets = index.packets
-    want_pts: dict[int, int] = {}
-    spans: dict[int, int] = {}  # start keyframe position -> last target position
+    want_pts: dict[int, list[int]] = {}
+    spans: dict[int, int] = {}  # start keyframe position -> last position to decode
     for t in targets:
         pos = index.frame_packets[t]
         pts = packets[pos].pts
-        want_pts[pts] = t
         # Last keyframe at or before the target in decode order whose pts is not after it
         # (a leading frame of an open GOP starts from the keyframe before).
         k = bisect.bisect_right(index.keyframes, pos) - 1
         while k >= 0 and packets[index.keyframes[k]].pts > pts:
             k -= 1
         start = index.keyframes[k] if k >= 0 else 0
+        if seek == "keyframe":
+            pos, pts = start, packets[start].pts
+        want_pts.setdefault(pts, []).append(t)
         spans[start] = max(spans.get(start, pos), pos)
     passes: list[tuple[int, int]] = []
     for start in sorted(spans):
@@ -316,10 +326,11 @@ def _plan(index: _Index, targets: list[int]) -> tuple[list[tuple[int, int]], dic
             passes[-1] = (passes[-1][0], max(passes[-1][1], spans[start]))
         else:
             passes.append((start, spans[start]))
-    return passes, want_pts, {index.frame_packets[t] for t in targets}
+    full = set(spans) if seek == "keyframe" else {index.frame_packets[t] for t in targets}
+    return passes, want_pts, full
 
 
-def _run_passes(ctx, packets: list, passes: list[tuple[int, int]], want_pts: dict[int, int],
+def _run_passes(ctx, packets: list, passes: list[tuple[int, int]], want_pts: dict[int, list[int]],
                 target_positions: set[int], deadline: _Deadline, skip_nonref: bool) -> dict[int, np.ndarray]:
     """Decode ``passes`` with the decoder ``ctx``: drain and flush between passes."""
     import av
@@ -328,9 +339,10 @@ def _run_passes(ctx, packets: list, passes: list[tuple[int, int]], want_pts: dic
 
     def receive(frames) -> None:
         for frame in frames:
-            t = want_pts.get(frame.pts)
-            if t is not None and t not in out:
-                out[t] = _to_rgb(frame)
+            todo = [t for t in want_pts.get(frame.pts, ()) if t not in out]
+            if todo:
+                rgb = _to_rgb(frame)
+                out.update((t, rgb) for t in todo)
 
     for n, (first, last) in enumerate(passes):
         if n:
@@ -366,14 +378,15 @@ def _split(passes: list[tuple[int, int]], parts: int) -> list[list[tuple[int, in
 
 
 def _decode_targets(data: bytes, stream, index: _Index, targets: list[int], deadline: _Deadline, *,
-                    threads: int = 0, workers: int = 1, skip_nonref: bool = True) -> dict[int, np.ndarray]:
+                    threads: int = 0, workers: int = 1, skip_nonref: bool = True,
+                    seek: str = "exact") -> dict[int, np.ndarray]:
     """Frames ``targets`` (presentation indices < len(index.frame_packets)) -> RGB arrays.
 
     ``workers`` > 1 decodes runs of passes on that many threads, each with its own decoder
     (PyAV releases the GIL while FFmpeg decodes)."""
     import av
 
-    passes, want_pts, positions = _plan(index, targets)
+    passes, want_pts, positions = _plan(index, targets, seek)
     chunks = _split(passes, workers) if workers > 1 else [passes]
     if len(chunks) == 1:
         return _run_passes(_configure_decoder(stream, threads), index.packets, passes, want_pts, positions,
@@ -424,9 +437,14 @@ def _decode_sequential(data: bytes, targets: list[int], deadline: _Deadline, thr
 
 def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: VideoLimits | None = None,
                loader_cls: type | None = None, threads: int = 0, workers: int = 1, skip_nonref: bool = True,
-               sampling_kwargs: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+               seek: str = "exact", sampling_kwargs: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """``(frames (N, H, W, 3) uint8 RGB, metadata)`` exactly as vLLM's ``opencv`` loader returns
-    them for ``load_bytes(data, num_frames, fps)`` (see the module docstring)."""
+    them for ``load_bytes(data, num_frames, fps)`` (see the module docstring).
+
+    ``seek="keyframe"``: the fast, inexact mode (``SEEK_MODES``): same metadata, each frame
+    replaced by the keyframe its GOP starts with."""
+    if seek not in SEEK_MODES:
+        raise ValueError(f"mmgvid_seek must be one of {sorted(SEEK_MODES)}, got {seek!r}")
     import av
 
     loader_cls = loader_cls or loader_class()
@@ -462,7 +480,7 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
             present = [t for t in frame_idx if t < len(index.frame_packets)]
             if present:
                 frames = _decode_targets(data, stream, index, present, deadline, threads=threads, workers=workers,
-                                         skip_nonref=skip_nonref)
+                                         skip_nonref=skip_nonref, seek=seek)
             complete = len(frames) == len(present)
         else:
             complete = False
@@ -479,6 +497,10 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
     return out, metadata
 
 
+SEEK_MODES = {
+    "exact": "the frames vLLM's loader returns, bit for bit (default)",
+    "keyframe": "each sampled frame replaced by the keyframe before it: only keyframes decoded (inexact)",
+}
 _CODEC_OPTIONS = ("num_ffmpeg_threads", "seek_mode", "device", "hw_decoders", "pool_size", "timeout_sec")
 
 
@@ -496,8 +518,9 @@ def _make_loader_class() -> type:
             backend = kwargs.get("backend", "opencv")
             if frame_recovery or backend != "opencv":
                 return super().load_bytes(data, num_frames, fps, max_duration, frame_recovery, **kwargs)
+            seek = kwargs.pop("mmgvid_seek", "exact")
             sampling = {k: v for k, v in kwargs.items() if k != "backend" and k not in _CODEC_OPTIONS}
-            return load_video(data, num_frames, fps, loader_cls=cls, sampling_kwargs=sampling)
+            return load_video(data, num_frames, fps, loader_cls=cls, seek=seek, sampling_kwargs=sampling)
 
     return PyAVVideoLoader
 

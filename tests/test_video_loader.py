@@ -222,6 +222,18 @@ def test_mmgvid_serve_selects_the_loader_unless_told_otherwise():
     assert env["VLLM_VIDEO_LOADER_BACKEND"] == "opencv"  # the way back to vLLM's loader
 
 
+def test_keyframe_mode_keeps_the_metadata():
+    """``mmgvid_seek="keyframe"`` (inexact, opt-in): same metadata and shape, keyframes only."""
+    data = corpus_path("h264_480p_10s").read_bytes()
+    exact, meta = loader_class().load_bytes(data, num_frames=32)
+    fast, fast_meta = loader_class().load_bytes(data, num_frames=32, mmgvid_seek="keyframe")
+    assert fast_meta == meta and fast.shape == exact.shape
+    assert np.array_equal(fast[0], exact[0])  # frame 0 is a keyframe
+    assert 0 < len({f.tobytes() for f in fast}) < 32  # frames of one GOP share its keyframe
+    with pytest.raises(ValueError, match="mmgvid_seek"):
+        loader_class().load_bytes(data, num_frames=8, mmgvid_seek="nearest")
+
+
 # --------------------------------------------------------------------------------------------
 # Through the real server
 # --------------------------------------------------------------------------------------------
