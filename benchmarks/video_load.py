@@ -7,14 +7,14 @@ frames and metadata of the two are compared (``identical``). A loader whose firs
 longer than ``--slow-s`` is not repeated (its one time is reported, ``repeats`` says so).
 Corpus files (``mmgvid_vllm.corpus``) are generated on first use and cached.
 
-``--ablation VIDEO`` also times the speed ideas of ``mmgvid_vllm.video_loader`` one by one on
+``--ablation VIDEO...`` also times the speed ideas of ``mmgvid_vllm.video_loader`` one by one on
 that video (FFmpeg threads, non-reference skipping, GOP-parallel workers, and a per-target
 ``container.seek`` loop like vLLM 0.26's ``pyav`` codec for reference).
 
 Examples:
   python benchmarks/video_load.py                                  # all but the 60-min file
   python benchmarks/video_load.py --videos h264_480p_5min --repeats 5
-  python benchmarks/video_load.py --long --ablation h264_480p_5min # everything
+  python benchmarks/video_load.py --long --ablation h264_720p_10s h264_480p_5min   # everything
 """
 
 from __future__ import annotations
@@ -101,12 +101,12 @@ def ablation(name: str, num_frames: int, repeats: int) -> dict:
                         break
 
     variants = {
-        "one GOP pass per target group, FFmpeg threads on, skip non-ref (default)": dict(threads=0),
-        "same, FFmpeg threads off": dict(threads=1),
-        "same, non-ref frames decoded": dict(threads=0, skip_nonref=False),
-        "threads off, non-ref frames decoded": dict(threads=1, skip_nonref=False),
-        "2 GOP-parallel workers, FFmpeg threads off": dict(threads=1, workers=2),
-        "2 GOP-parallel workers, FFmpeg threads on": dict(threads=0, workers=2),
+        "default: GOP-parallel workers (one per core, here 2), 1 FFmpeg thread each, non-ref skipped": {},
+        "1 decoder, FFmpeg threads on": dict(workers=1, threads=0),
+        "1 decoder, FFmpeg threads off": dict(workers=1, threads=1),
+        "1 decoder, FFmpeg threads on, non-ref frames decoded": dict(workers=1, threads=0, skip_nonref=False),
+        "1 decoder, FFmpeg threads off, non-ref frames decoded": dict(workers=1, threads=1, skip_nonref=False),
+        "2 workers, FFmpeg threads on in each": dict(workers=2, threads=0),
     }
     out = {}
     for label, kw in tqdm(variants.items(), desc=f"ablation {name}", leave=False):
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-frames", type=int, default=32, help="frames vLLM samples (default 32, LLaVA-OneVision's)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per loader (median; default 3)")
     p.add_argument("--slow-s", type=float, default=30.0, help="do not repeat a call slower than this (default 30)")
-    p.add_argument("--ablation", metavar="NAME", help="also time each speed idea on this video")
+    p.add_argument("--ablation", nargs="+", metavar="NAME", default=[], help="also time each speed idea on these videos")
     p.add_argument("--device", default="2-core CPU machine", help="device label for the JSON and plot")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     p.add_argument("--plot", type=Path, help="PNG plot (default: --out with .png)")
@@ -183,12 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         previous = json.loads(args.out.read_text())
         results["videos"] = previous["videos"]
         results["command"] = previous["command"] + " ; " + results["command"]
-        if "ablation" in previous:
-            results["ablation"] = previous["ablation"]
+        results["ablation"] = previous.get("ablation", {})
     for name in tqdm(names, desc="videos"):
         results["videos"][name] = bench_video(name, args.num_frames, args.repeats, args.slow_s)
-    if args.ablation:
-        results["ablation"] = {"video": args.ablation, "variants": ablation(args.ablation, args.num_frames, args.repeats)}
+    for name in args.ablation:
+        results.setdefault("ablation", {})[name] = ablation(name, args.num_frames, args.repeats)
 
     print("| video | size MB | vLLM s | ours s | speedup | vLLM CPU s | ours CPU s | CPU ratio | identical |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -197,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"| {name} | {r['size_mb']} | {r['vllm_s']:.3f} | {r['ours_s']:.3f} | {r['speedup']:.2f}x | "
               f"{r['vllm_cpu_s']:.3f} | {r['ours_cpu_s']:.3f} | {r['cpu_ratio']:.2f}x | {r['identical']} |")
-    if args.ablation:
-        print(f"\nablation on {args.ablation} ({args.num_frames} frames):\n\n| variant | s | CPU s |\n|---|---|---|")
-        for label, r in results["ablation"]["variants"].items():
+    for name in args.ablation:
+        print(f"\nablation on {name} ({args.num_frames} frames):\n\n| variant | s | CPU s |\n|---|---|---|")
+        for label, r in results["ablation"][name].items():
             extra = (f" ({r['frames_identical']}/{args.num_frames} frames identical, mean |diff| "
                      f"{r['mean_abs_diff']} levels)" if "mean_abs_diff" in r else "")
             print(f"| {label}{extra} | {r['s']:.3f} | {r['cpu_s']:.3f} |")

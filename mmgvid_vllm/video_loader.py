@@ -378,19 +378,21 @@ def _split(passes: list[tuple[int, int]], parts: int) -> list[list[tuple[int, in
 
 
 def _decode_targets(data: bytes, stream, index: _Index, targets: list[int], deadline: _Deadline, *,
-                    threads: int = 0, workers: int = 1, skip_nonref: bool = True,
+                    threads: int | None = None, workers: int = 1, skip_nonref: bool = True,
                     seek: str = "exact") -> dict[int, np.ndarray]:
     """Frames ``targets`` (presentation indices < len(index.frame_packets)) -> RGB arrays.
 
     ``workers`` > 1 decodes runs of passes on that many threads, each with its own decoder
-    (PyAV releases the GIL while FFmpeg decodes)."""
+    (PyAV releases the GIL while FFmpeg decodes). ``threads``: FFmpeg threads per decoder
+    (0 = one per core; default: 0 for a single decoder, 1 with several workers)."""
     import av
 
     passes, want_pts, positions = _plan(index, targets, seek)
     chunks = _split(passes, workers) if workers > 1 else [passes]
-    if len(chunks) == 1:
-        return _run_passes(_configure_decoder(stream, threads), index.packets, passes, want_pts, positions,
-                           deadline, skip_nonref)
+    if len(chunks) == 1:  # one decoder: FFmpeg's own threads, unless told otherwise
+        return _run_passes(_configure_decoder(stream, threads if threads is not None else 0), index.packets,
+                           passes, want_pts, positions, deadline, skip_nonref)
+    threads = 1 if threads is None else threads  # the workers use the cores
 
     def run(chunk):
         with av.open(io.BytesIO(data)) as container:  # its own decoder
@@ -406,7 +408,22 @@ def _decode_targets(data: bytes, stream, index: _Index, targets: list[int], dead
     return out
 
 
-def _decode_sequential(data: bytes, targets: list[int], deadline: _Deadline, threads: int = 0) -> dict[int, np.ndarray]:
+def default_workers() -> int:
+    """GOP-parallel decoders per video: ``MMGVID_VIDEO_DECODE_WORKERS``, else the usable cores
+    (at most 4)."""
+    raw = os.environ.get("MMGVID_VIDEO_DECODE_WORKERS", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"MMGVID_VIDEO_DECODE_WORKERS must be an integer >= 1, got {raw!r}")
+        return int(raw)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def _decode_sequential(data: bytes, targets: list[int], deadline: _Deadline, threads: int | None = 0) -> dict[int, np.ndarray]:
     """Frames ``targets`` by counting decoder outputs from the start: OpenCV's own method."""
     import av
 
@@ -436,7 +453,8 @@ def _decode_sequential(data: bytes, targets: list[int], deadline: _Deadline, thr
 
 
 def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: VideoLimits | None = None,
-               loader_cls: type | None = None, threads: int = 0, workers: int = 1, skip_nonref: bool = True,
+               loader_cls: type | None = None, threads: int | None = None, workers: int | None = None,
+               skip_nonref: bool = True,
                seek: str = "exact", sampling_kwargs: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """``(frames (N, H, W, 3) uint8 RGB, metadata)`` exactly as vLLM's ``opencv`` loader returns
     them for ``load_bytes(data, num_frames, fps)`` (see the module docstring).
@@ -445,6 +463,7 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
     replaced by the keyframe its GOP starts with."""
     if seek not in SEEK_MODES:
         raise ValueError(f"mmgvid_seek must be one of {sorted(SEEK_MODES)}, got {seek!r}")
+    workers = default_workers() if workers is None else workers
     import av
 
     loader_cls = loader_cls or loader_class()
@@ -485,7 +504,7 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
         else:
             complete = False
     if not complete:
-        frames = _decode_sequential(data, frame_idx, deadline, threads=threads)
+        frames = _decode_sequential(data, frame_idx, deadline, threads=0 if threads is None else threads)
     valid = [t for t in frame_idx if t in frames]
     if not valid:
         raise ValueError(f"no frame of the video could be decoded (asked for frames {frame_idx[:8]}"
@@ -546,6 +565,7 @@ def register_video_loader() -> None:
     """Check the ``MMGVID_MAX_*`` limits and register ``mmgvid_pyav`` in vLLM's
     ``VIDEO_LOADER_REGISTRY`` (idempotent; called by the plugin in every vLLM process)."""
     VideoLimits.from_env()
+    default_workers()
     registry = _vllm_registry()
     if LOADER_NAME not in registry.name2class:
         registry.register(LOADER_NAME)(loader_class())
