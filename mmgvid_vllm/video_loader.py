@@ -490,8 +490,11 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
         if source.total_frames_num <= 0:
             if index is None or not index.frame_packets:
                 raise ValueError("the video has no frames")
-            # No count in the header and no duration: count the frames (OpenCV would give up).
-            source = source._replace(total_frames_num=len(index.frame_packets))
+            # No count in the header and no duration: count the frames (OpenCV 0.26/0.32 would give
+            # up; vLLM 0.33's loader counts them too, with duration = count / fps).
+            count = len(index.frame_packets)
+            source = source._replace(total_frames_num=count,
+                                     duration=count / source.original_fps if source.original_fps > 0 else 0)
         target = VideoTargetMetadata(num_frames=num_frames, fps=fps, max_duration=300)
         frame_idx = loader_cls.compute_frames_index_to_sample(source=source, target=target, **(sampling_kwargs or {}))
         frames: dict[int, np.ndarray] = {}
