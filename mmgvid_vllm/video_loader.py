@@ -370,10 +370,11 @@ def _split(passes: list[tuple[int, int]], parts: int) -> list[list[tuple[int, in
     chunks: list[list[tuple[int, int]]] = [[]]
     done = 0
     for p in passes:
-        if chunks[-1] and done >= total * len(chunks) / parts:
+        cost = p[1] - p[0] + 1
+        if chunks[-1] and done + cost / 2 > total * len(chunks) / parts:  # its middle is past the boundary
             chunks.append([])
         chunks[-1].append(p)
-        done += p[1] - p[0] + 1
+        done += cost
     return chunks
 
 
