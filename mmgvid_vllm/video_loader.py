@@ -290,10 +290,11 @@ def _to_rgb(frame) -> np.ndarray:
 
 
 def _configure_decoder(stream, threads: int) -> Any:
+    """``threads`` FFmpeg threads (frame + slice; 0 = one per core) or exactly one (1); PyAV's
+    own default would be slice threads on every core."""
     ctx = stream.codec_context
-    if threads != 1:
-        ctx.thread_type = "AUTO"
-        ctx.thread_count = threads  # 0 = FFmpeg's choice (one per core)
+    ctx.thread_type = "AUTO" if threads != 1 else "SLICE"
+    ctx.thread_count = threads
     return ctx
 
 
