@@ -279,13 +279,24 @@ def _build_index(container, stream, limits: VideoLimits, deadline: _Deadline) ->
     return _Index(packets, [pos for _, pos in order], keyframes, len(packets) - len(order))
 
 
+def _bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:
+    """Channel swap into a new contiguous array: ``cv2.cvtColor`` as vLLM does (a SIMD copy);
+    numpy's ``[..., ::-1]`` copy is ~10x slower (26 ms for 32 384x384 frames)."""
+    try:
+        import cv2
+    except ImportError:
+        return np.ascontiguousarray(bgr[..., ::-1])
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def _to_rgb(frame) -> np.ndarray:
     """The frame as OpenCV + vLLM give it: swscale BGR24 with SWS_BICUBIC, channels swapped,
     rotated by the display matrix (see the module docstring)."""
-    rgb = frame.to_ndarray(format="bgr24", interpolation="BICUBIC")[..., ::-1]
+    bgr = frame.to_ndarray(format="bgr24", interpolation="BICUBIC")
+    rgb = _bgr_to_rgb(bgr)
     rotation = getattr(frame, "rotation", 0) or 0
     if rotation % 90 == 0 and rotation % 360:
-        rgb = np.rot90(rgb, k=(rotation // 90) % 4)
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=(rotation // 90) % 4))
     return rgb
 
 
