@@ -22,14 +22,14 @@ MODEL_CLASS = "mmgvid_vllm.llava_onevision:MMGVidLlavaOnevisionForConditionalGen
 
 def register() -> None:
     """Check the installed vLLM, validate the environment and register (idempotent)."""
-    from vllm import ModelRegistry
-
     from .config import server_config
     from .vllm_support import require_supported_vllm  # imports nothing of vLLM: works on any version
 
     config = server_config()
     if not require_supported_vllm(pruning_requested=config.enabled or _pruning_in_server_args()):
         return  # a vLLM the plugin does not know, pruning not asked for: vanilla vLLM, untouched
+
+    from vllm import ModelRegistry
 
     from . import media_connector, metrics, video_loader
 

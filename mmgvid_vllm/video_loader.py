@@ -10,7 +10,7 @@ and the same metadata dict) and decodes with PyAV only what the picked frames ne
    frame rate (else 1 / time base), ``total_num_frames`` = the header's frame count, else
    ``floor(duration * fps + 0.5)`` with the container's duration; ``duration = total / fps``.
    vLLM 0.32 (not 0.26) then lowers the count when an end-of-stream seek finds fewer
-   presentable frames (``_vllm_corrects_frame_count``), meant for mp4 edit lists that hide
+   presentable frames (``vllm_compat.opencv_corrects_frame_count``), meant for mp4 edit lists that hide
    frames; we apply its rule with the true count where an edit list hides packets.
 2. **A packet index** (one demux pass over the in-memory file; no decoding): frame ``i`` (what
    OpenCV's ``i``-th ``grab()`` returns, i.e. the decoder's ``i``-th output) is the packet
@@ -72,6 +72,8 @@ from typing import Any
 
 import numpy as np
 
+from . import vllm_compat
+
 __all__ = [
     "LOADER_NAME",
     "PyAVVideoLoader",
@@ -82,57 +84,6 @@ __all__ = [
 ]
 
 LOADER_NAME = "mmgvid_pyav"
-
-# ---------------------------------------------------------------------------------------------
-# vLLM version shim (0.26 and 0.32). To move into vllm_compat.py.
-# ---------------------------------------------------------------------------------------------
-def _vllm_registry():
-    from vllm.multimodal.video import VIDEO_LOADER_REGISTRY
-
-    return VIDEO_LOADER_REGISTRY
-
-
-def _vllm_opencv_loader() -> type:
-    """vLLM's ``opencv`` loader class (``vllm.multimodal.video.VideoBackend`` in 0.26 and 0.32)."""
-    return _vllm_registry().name2class["opencv"]
-
-
-def _vllm_metadata_types():
-    """``(VideoSourceMetadata, VideoTargetMetadata)``: defined in ``vllm.multimodal.video`` in
-    0.26, in ``vllm.multimodal.video_decoders.base`` in 0.32 (re-exported by ``video``)."""
-    from vllm.multimodal.video import VideoSourceMetadata, VideoTargetMetadata
-
-    return VideoSourceMetadata, VideoTargetMetadata
-
-
-def _vllm_check_frame_pixel_limit(width: int, height: int) -> None:
-    """vLLM's ``VLLM_MAX_IMAGE_PIXELS`` check, which its loader runs before decoding
-    (0.26: ``video._check_frame_pixel_limit``; 0.32: ``video_decoders.base.check_frame_pixel_limit``)."""
-    try:
-        from vllm.multimodal.video_decoders.base import check_frame_pixel_limit
-    except ImportError:
-        from vllm.multimodal.video import _check_frame_pixel_limit as check_frame_pixel_limit
-    check_frame_pixel_limit(width, height)
-
-
-_CORRECTS_FRAME_COUNT: bool | None = None
-
-
-def _vllm_corrects_frame_count() -> bool:
-    """Whether vLLM's OpenCV metadata cross-checks the header's frame count with an
-    end-of-stream seek (0.32: yes, ``video_decoders/opencv.py``; 0.26: no)."""
-    global _CORRECTS_FRAME_COUNT
-    if _CORRECTS_FRAME_COUNT is None:
-        import inspect
-
-        try:
-            from vllm.multimodal.video_decoders.opencv import OpenCVVideoBackendMixin
-        except ImportError:
-            from vllm.multimodal.video import OpenCVVideoBackendMixin
-        source = inspect.getsource(OpenCVVideoBackendMixin.get_video_metadata)
-        _CORRECTS_FRAME_COUNT = "CAP_PROP_POS_AVI_RATIO" in source
-    return _CORRECTS_FRAME_COUNT
-
 
 # ---------------------------------------------------------------------------------------------
 # Operator limits
@@ -210,7 +161,7 @@ class _Index:
 
 def _opencv_source(container, stream):
     """``VideoSourceMetadata`` from the header, computed as OpenCV's FFmpeg backend does."""
-    VideoSourceMetadata, _ = _vllm_metadata_types()
+    VideoSourceMetadata, _ = vllm_compat.video_metadata_types()
     rate = stream.average_rate
     fps = float(rate) if rate is not None and rate.denominator else 0.0
     if fps < _EPS_ZERO and stream.time_base:
@@ -487,20 +438,20 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
     loader_cls = loader_cls or loader_class()
     limits = limits or VideoLimits.from_env()
     deadline = _Deadline(limits)
-    _, VideoTargetMetadata = _vllm_metadata_types()
+    _, VideoTargetMetadata = vllm_compat.video_metadata_types()
     with _open(data) as container:
         stream = container.streams.video[0]
         ctx = stream.codec_context
         width, height = ctx.width, ctx.height
         if width <= 0 or height <= 0:
             raise ValueError(f"the video stream has no frame size ({width}x{height}): corrupt header")
-        _vllm_check_frame_pixel_limit(width, height)
+        vllm_compat.check_frame_pixel_limit(width, height)
         limits.check("frame size", width * height, limits.max_pixels, "MMGVID_MAX_VIDEO_PIXELS", " pixels")
         source = loader_cls._prepare_source(_opencv_source(container, stream))
         limits.check("number of frames", source.total_frames_num, limits.max_frames, "MMGVID_MAX_VIDEO_FRAMES")
         limits.check("duration", round(source.duration, 3), limits.max_seconds, "MMGVID_MAX_VIDEO_SECONDS", " s")
         index = _build_index(container, stream, limits, deadline)
-        if index is not None and index.discarded and _vllm_corrects_frame_count():
+        if index is not None and index.discarded and vllm_compat.opencv_corrects_frame_count():
             visible = len(index.frame_packets)  # vLLM 0.32's rule, with the true count (see _Index)
             if 0 < visible < source.total_frames_num - 1:
                 source = source._replace(total_frames_num=visible, duration=visible / source.original_fps
@@ -545,7 +496,7 @@ _CODEC_OPTIONS = ("num_ffmpeg_threads", "seek_mode", "device", "hw_decoders", "p
 
 
 def _make_loader_class() -> type:
-    base = _vllm_opencv_loader()
+    base = vllm_compat.opencv_video_loader()
 
     class PyAVVideoLoader(base):  # type: ignore[misc, valid-type]
         """vLLM's ``opencv`` loader (indices, metadata) decoding with PyAV (module docstring)."""
@@ -587,6 +538,6 @@ def register_video_loader() -> None:
     ``VIDEO_LOADER_REGISTRY`` (idempotent; called by the plugin in every vLLM process)."""
     VideoLimits.from_env()
     default_workers()
-    registry = _vllm_registry()
+    registry = vllm_compat.video_loader_registry()
     if LOADER_NAME not in registry.name2class:
         registry.register(LOADER_NAME)(loader_class())

@@ -108,6 +108,55 @@ class HFProcessorHook:
             return self._add_pruning_fields(outputs, request_kwargs)
 
 
+# -- The video loader (video_loader.mmgvid_pyav): vLLM's OpenCV loader and its helpers --
+def video_loader_registry():
+    from vllm.multimodal.video import VIDEO_LOADER_REGISTRY
+
+    return VIDEO_LOADER_REGISTRY
+
+
+def opencv_video_loader() -> type:
+    """vLLM's ``opencv`` loader class (``vllm.multimodal.video.VideoBackend`` in 0.26 and 0.32)."""
+    return video_loader_registry().name2class["opencv"]
+
+
+def video_metadata_types():
+    """``(VideoSourceMetadata, VideoTargetMetadata)``: defined in ``vllm.multimodal.video`` in
+    0.26, in ``vllm.multimodal.video_decoders.base`` in 0.32 (re-exported by ``video``)."""
+    from vllm.multimodal.video import VideoSourceMetadata, VideoTargetMetadata
+
+    return VideoSourceMetadata, VideoTargetMetadata
+
+
+def check_frame_pixel_limit(width: int, height: int) -> None:
+    """vLLM's ``VLLM_MAX_IMAGE_PIXELS`` check, which its loader runs before decoding
+    (0.26: ``video._check_frame_pixel_limit``; 0.32: ``video_decoders.base.check_frame_pixel_limit``)."""
+    try:
+        from vllm.multimodal.video_decoders.base import check_frame_pixel_limit as check
+    except ImportError:
+        from vllm.multimodal.video import _check_frame_pixel_limit as check
+    check(width, height)
+
+
+_CORRECTS_FRAME_COUNT: bool | None = None
+
+
+def opencv_corrects_frame_count() -> bool:
+    """Whether vLLM's OpenCV metadata cross-checks the header's frame count with an
+    end-of-stream seek (0.32: yes, ``video_decoders/opencv.py``; 0.26: no)."""
+    global _CORRECTS_FRAME_COUNT
+    if _CORRECTS_FRAME_COUNT is None:
+        import inspect
+
+        try:
+            from vllm.multimodal.video_decoders.opencv import OpenCVVideoBackendMixin
+        except ImportError:
+            from vllm.multimodal.video import OpenCVVideoBackendMixin
+        source = inspect.getsource(OpenCVVideoBackendMixin.get_video_metadata)
+        _CORRECTS_FRAME_COUNT = "CAP_PROP_POS_AVI_RATIO" in source
+    return _CORRECTS_FRAME_COUNT
+
+
 def request_mm_kwargs_server_args() -> list[str]:
     """Server CLI arguments that let requests carry ``mm_processor_kwargs``."""
     for target in FRONTEND_ARGS.split("|"):  # where each vLLM version defines FrontendArgs
