@@ -104,7 +104,10 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
         # Checked and canonicalised before the request is hashed, cached or processed.
         inputs = dataclasses.replace(inputs, hf_processor_mm_kwargs=check_request_kwargs(inputs.hf_processor_mm_kwargs))
         self.info.get_video_pruning(inputs.hf_processor_mm_kwargs)
-        return super().apply(inputs, timing_ctx)
+        outputs = super().apply(inputs, timing_ctx)
+        metrics.record_processed_videos(self.info.ctx.model_config.served_model_name,
+                                        len(outputs["mm_placeholders"].get("video", ())))
+        return outputs
 
     def _sends_raw_videos(self, mm_counts: Mapping[str, int], mm_kwargs: Mapping[str, object]) -> bool:
         """Whether this request's videos go to the model unnormalised (``pixels``): pruned

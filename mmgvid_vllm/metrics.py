@@ -12,6 +12,9 @@ Series (labels ``model_name`` = vLLM's served model name, as on ``vllm:*``, and
   that is not segmented: pruning off, other methods); reported by ``prune(on_segments=...)``
   (host-side, no device sync)
 - ``mmgvid_pruning_duration_seconds`` (histogram): time to prune one video, where it runs
+- ``mmgvid_api_processed_videos_total`` (counter, label ``model_name``): videos the API server's processor
+  prepared, also of requests rejected afterwards: a progress signal for load tools (the engine
+  reports nothing while paused), not a serving count
 - ``mmgvid_pruning_errors_total`` (counter): prunes that failed and fell back to uniform selection
   (created at 0 with the first pruned video, so ``increase()`` sees the first error)
 
@@ -72,6 +75,7 @@ __all__ = [
     "PruneObservation",
     "in_dummy_run",
     "metrics_dir",
+    "record_processed_videos",
     "record_video",
     "setup",
     "time_pruning",
@@ -88,6 +92,12 @@ SPECS = {
     "mmgvid_kv_cache_tokens_avoided": (
         "counter",
         "Video tokens pruned before scheduling, so never given KV cache (original - kept).",
+        None,
+    ),
+    "mmgvid_api_processed_videos": (
+        "counter",
+        "Videos the API server's processor prepared for the engine, also of requests rejected afterwards "
+        "(a load tool's progress signal; the other mmgvid_* series count what the engine served).",
         None,
     ),
     "mmgvid_pruning_errors": ("counter", "Video prunes that failed and fell back to uniform selection.", None),
@@ -218,6 +228,14 @@ def report_from_this_process(enabled: bool) -> None:
     """Whether this engine worker records pruning time, segments and errors (one rank per video)."""
     global _reporting
     _reporting = enabled
+
+
+def record_processed_videos(model_name: str, count: int) -> None:
+    """The API server's processor prepared ``count`` videos of a request (processor cache hits
+    included), before vLLM decides whether to run it; ``max_concurrency.py`` watches this while
+    the engine is paused. Not a serving count: ``record_video`` is."""
+    if count and not in_dummy_run():
+        _inc("mmgvid_api_processed_videos", {"model_name": model_name}, count)
 
 
 def record_video(model_name: str, method: str, original_tokens: int, kept_tokens: int, target: float) -> None:

@@ -28,7 +28,7 @@ Hold (`--hold auto`, the default): the API server decodes and preprocesses each 
 ones would be thousands of tokens into their outputs before the last arrives. Where the server has
 vLLM's dev endpoints (`VLLM_SERVER_DEV_MODE=1`: `/pause`, `/resume`), the engine is paused with
 `mode=keep` while the N requests are preprocessed and queued (counted by the plugin's
-`mmgvid_video_retention_ratio_count`, one per processed video), then resumed: the scheduler then
+`mmgvid_api_processed_videos_total`, one per processed video), then resumed: the scheduler then
 admits requests until the KV cache is full, with only a few output tokens each. The engine is
 always resumed on exit. Without those endpoints (or `--hold off`) requests simply flow in.
 
@@ -68,7 +68,7 @@ GAUGES = {
     "kv_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
     "preemptions": ("vllm:num_preemptions_total",),
     "prompt_tokens": ("vllm:prompt_tokens_total",),
-    "processed_videos": ("mmgvid_video_retention_ratio_count",),
+    "processed_videos": ("mmgvid_api_processed_videos_total",),
 }
 
 
