@@ -251,7 +251,7 @@ FUZZ_VALUES = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mm_kwargs=st.dictionaries(st.sampled_from(FUZZ_KEYS), FUZZ_VALUES, min_size=1, max_size=4))
 def test_fuzz_mm_kwargs_never_take_the_server_down(server, mm_kwargs):
     """Random combinations of the HF video processor's keys and ours: 200 or 400, never the engine."""

@@ -5,8 +5,8 @@ checks that a processor with the processor cache returns the same inputs as one 
 for random batches of images and videos, part of them repeated so that the cache answers.
 Its invariant: a processed item is a function of its cache key (the item and the request's
 ``mm_processor_kwargs``) alone. Here: the plugin's processor, at retention 1.0 and 0.25, with
-up to 3 images and 3 videos per prompt, 32 batches per case as vLLM runs it (hit rates 0.5
-and 1.0 of its 0.3, 0.5, 1.0).
+up to 3 images and 3 videos per prompt, 32 batches per case as vLLM runs it (hit rate 0.5
+of its 0.3, 0.5, 1.0: a mix of repeated and new items, the case that broke).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _assert_same(a, b, msg: str) -> None:
 
 
 @pytest.mark.parametrize("retention", [1.0, 0.25])
-@pytest.mark.parametrize("hit_rate", [0.5, 1.0])
+@pytest.mark.parametrize("hit_rate", [0.5])
 def test_cached_processing_equals_uncached(processor_and_cache, retention, hit_rate):
     processor, new_cache = processor_and_cache
     cache = new_cache()
