@@ -880,11 +880,8 @@ def require_supported_vllm(pruning_requested: bool, **check_kwargs) -> bool:
     api_problems = [p for p in problems if not p.startswith("vLLM ")]
     logger = logging.getLogger("mmgvid_vllm")
     if not api_problems and os.environ.get(ALLOW_UNSUPPORTED_ENV, "").strip() in ("1", "true", "yes"):
-        message = (f"mmgvid-vllm: {problems[0]}; its API matches what the plugin expects, and "
-                   f"{ALLOW_UNSUPPORTED_ENV} is set: MMG-Vid enabled, untested on this version.")
-        if message not in _warned:
-            _warned.add(message)
-            logger.warning(message)
+        _warn_once(logger, f"mmgvid-vllm: {problems[0]}; its API matches what the plugin expects, and "
+                           f"{ALLOW_UNSUPPORTED_ENV} is set: MMG-Vid enabled, untested on this version.")
         return True
     supported = ", ".join(SUPPORTED_VLLM_VERSIONS)
     details = "; ".join(problems)
@@ -895,9 +892,13 @@ def require_supported_vllm(pruning_requested: bool, **check_kwargs) -> bool:
             "(unset MMGVID_RETENTION and mmgvid_retention) to run vanilla vLLM."
             + ("" if api_problems else f" To try this version anyway: {ALLOW_UNSUPPORTED_ENV}=1.")
         )
-    message = (f"mmgvid-vllm: disabled, vLLM's LLaVA-OneVision is left untouched: vLLM {version} "
-               f"is not supported by this plugin (supported: {supported}): {details}")
+    _warn_once(logger, f"mmgvid-vllm: disabled, vLLM's LLaVA-OneVision is left untouched: vLLM {version} "
+                       f"is not supported by this plugin (supported: {supported}): {details}")
+    return False
+
+
+def _warn_once(logger, message: str) -> None:
+    """Log ``message`` once per process (``register()`` runs more than once in some processes)."""
     if message not in _warned:
         _warned.add(message)
         logger.warning(message)
-    return False
