@@ -40,6 +40,7 @@ Compared sources (``vllm/model_executor/models/llava_onevision.py``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -138,23 +139,15 @@ def check_frame_pixel_limit(width: int, height: int) -> None:
     check(width, height)
 
 
-_CORRECTS_FRAME_COUNT: bool | None = None
-
-
+@functools.cache
 def opencv_corrects_frame_count() -> bool:
     """Whether vLLM's OpenCV metadata cross-checks the header's frame count with an
     end-of-stream seek (0.32: yes, ``video_decoders/opencv.py``; 0.26: no)."""
-    global _CORRECTS_FRAME_COUNT
-    if _CORRECTS_FRAME_COUNT is None:
-        import inspect
-
-        try:
-            from vllm.multimodal.video_decoders.opencv import OpenCVVideoBackendMixin
-        except ImportError:
-            from vllm.multimodal.video import OpenCVVideoBackendMixin
-        source = inspect.getsource(OpenCVVideoBackendMixin.get_video_metadata)
-        _CORRECTS_FRAME_COUNT = "CAP_PROP_POS_AVI_RATIO" in source
-    return _CORRECTS_FRAME_COUNT
+    try:
+        from vllm.multimodal.video_decoders.opencv import OpenCVVideoBackendMixin
+    except ImportError:
+        from vllm.multimodal.video import OpenCVVideoBackendMixin
+    return "CAP_PROP_POS_AVI_RATIO" in inspect.getsource(OpenCVVideoBackendMixin.get_video_metadata)
 
 
 def request_mm_kwargs_server_args() -> list[str]:
