@@ -20,9 +20,9 @@ and the same metadata dict) and decodes with PyAV only what the picked frames ne
    keyframe share the pass; between passes the decoder is drained and flushed and the packets
    in between are never decoded. Inside a pass, frames that are neither a target nor used as a
    reference are skipped by the decoder (``skip_frame=NONREF`` for non-target packets). The
-   passes are split into contiguous runs of about equal work, one per worker thread
-   (``MMGVID_VIDEO_DECODE_WORKERS``, default one per core, at most 4), each with its own
-   decoder and one FFmpeg thread (PyAV releases the GIL while FFmpeg decodes and converts);
+   passes are split into contiguous runs of about equal work, one per decode thread of a pool
+   the process's requests share (``MMGVID_VIDEO_DECODE_WORKERS`` threads, default one per
+   core), each with its own decoder and one FFmpeg thread (PyAV releases the GIL while FFmpeg decodes and converts);
    a single pass gets FFmpeg's frame threads instead.
 4. **Same pixels as OpenCV**: OpenCV's FFmpeg backend converts with swscale to BGR24 with
    ``SWS_BICUBIC`` and the frame's colorspace, then vLLM swaps to RGB; we ask PyAV for exactly
@@ -368,18 +368,34 @@ def _decode_targets(data: bytes, stream, index: _Index, targets: list[int], dead
             ctx = _configure_decoder(container.streams.video[0], threads)
             return _run_passes(ctx, index.packets, chunk, want_pts, positions, deadline, skip_nonref)
 
-    from concurrent.futures import ThreadPoolExecutor
-
     out: dict[int, np.ndarray] = {}
-    with ThreadPoolExecutor(len(chunks), thread_name_prefix="mmgvid-decode") as pool:
-        for part in pool.map(run, chunks):
-            out.update(part)
+    for part in _decode_pool(workers).map(run, chunks):
+        out.update(part)
     return out
 
 
+_POOLS: dict = {}  # (pid, size) -> ThreadPoolExecutor: this process's decode threads
+
+
+def _decode_pool(size: int):
+    """The process's pool of ``size`` decode threads, shared by all its requests.
+
+    One pool per process, not one per request: under load a request's runs of passes queue
+    behind other requests' instead of every request starting ``size`` threads of its own (with
+    4 API servers at concurrency 64 on 16 cores that was 256 decoding threads, and requests/s
+    fell below concurrency 16's). A single request on an idle server still gets every thread.
+    Made on first use in each process (a forked child makes its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = (os.getpid(), size)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(size, thread_name_prefix="mmgvid-decode")
+    return _POOLS[key]
+
+
 def default_workers() -> int:
-    """GOP-parallel decoders per video: ``MMGVID_VIDEO_DECODE_WORKERS``, else the usable cores
-    (at most 4)."""
+    """Decode threads of the process (``_decode_pool``), so at most that many GOP-parallel
+    decoders per video: ``MMGVID_VIDEO_DECODE_WORKERS``, else the usable cores."""
     raw = os.environ.get("MMGVID_VIDEO_DECODE_WORKERS", "").strip()
     if raw:
         if not raw.isdigit() or int(raw) < 1:
@@ -389,7 +405,7 @@ def default_workers() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    return max(1, cores)
 
 
 def _decode_sequential(data: bytes, targets: list[int], deadline: _Deadline, threads: int | None = 0) -> dict[int, np.ndarray]:
