@@ -1,5 +1,7 @@
 """The GPU benchmark clients (benchmarks/gpu/ttft.py, max_concurrency.py) end to end against one
-tiny CPU server, at tiny sizes, so that they work the first time on the scarce GPU machine.
+tiny CPU server, at tiny sizes, so that they work the first time on the scarce GPU machine; the
+GPU run's offline scripts (benchmarks/prune_speed.py, benchmarks/gpu/check_prune_cuda.py,
+check_raw_pixels.py) on the CPU.
 
 The server is shaped like run_serving.sh's (plugin by entry point, caches off, per-request
 retention, VLLM_SERVER_DEV_MODE=1 for /pause and /resume) with a small KV cache (16,384 tokens)
@@ -16,14 +18,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers.server import VllmServer
+from mmgvid_vllm.launcher import VllmServer
 from mmgvid_vllm.pruning import num_kept
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, ensure_tiny_model
 
-pytestmark = pytest.mark.server
-
 ROOT = Path(__file__).resolve().parent.parent
-GPU = ROOT / "benchmarks" / "gpu"
+BENCHMARKS = ROOT / "benchmarks"
 ARGS = [
     "--enforce-eager", "--max-model-len", "4096", "--max-num-batched-tokens", "4096",
     "--limit-mm-per-prompt", '{"video": 1, "image": 0}', "--kv-cache-memory-bytes", "8M",
@@ -40,15 +40,17 @@ def server():
 
 
 def run(script: str, *args: str, timeout: float = 180) -> str:
-    proc = subprocess.run([sys.executable, str(GPU / script), *args], cwd=ROOT, capture_output=True, text=True,
+    """Runs ``benchmarks/<script>`` and returns its stdout."""
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
 
+@pytest.mark.server
 def test_ttft_with_llm_prefill(server, tmp_path):
     out = tmp_path / "ttft.json"
-    stdout = run("ttft.py", "--url", server.url, "--retentions", "1.0", "0.25", "--frames", "4", "--size", "64",
+    stdout = run("gpu/ttft.py", "--url", server.url, "--retentions", "1.0", "0.25", "--frames", "4", "--size", "64",
                  "--repeats", "2", "--warmup", "1", "--out", str(out))
     assert "LLM prefill ms" in stdout and "vision+pruning ms" in stdout
     report = json.loads(out.read_text())
@@ -63,9 +65,10 @@ def test_ttft_with_llm_prefill(server, tmp_path):
         assert len(rows) == 2 and all(row["stats_seen"] for row in rows)
 
 
+@pytest.mark.server
 def test_max_concurrency(server, tmp_path):
     out = tmp_path / "mc.json"
-    stdout = run("max_concurrency.py", "--url", server.url, "--retentions", "1.0", "0.25", "--frames", "4",
+    stdout = run("gpu/max_concurrency.py", "--url", server.url, "--retentions", "1.0", "0.25", "--frames", "4",
                  "--size", "64", "--max-tokens", "512", "--plateau", "4", "--time-limit", "30", "--no-progress",
                  "--out", str(out))
     assert "| retention | prompt tokens |" in stdout
@@ -82,3 +85,24 @@ def test_max_concurrency(server, tmp_path):
     # capacity figures themselves are the GPU benchmark's, not this test's.
     assert full["max_kv_usage"] > 0.9
     assert requests.get(server.url + "/is_paused", timeout=10).json() == {"is_paused": False}
+
+
+def test_prune_speed(tmp_path):
+    out = tmp_path / "prune_speed.json"
+    stdout = run("prune_speed.py", "--frames", "4", "--dims", "32", "--retentions", "0.25", "--methods", "mmgvid",
+                 "uniform", "--content", "shots", "static", "--repeats", "2", "--warmup", "0", "--out", str(out))
+    assert "| content | D | T | retention | mmgvid ms | uniform ms |" in stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["content"], r["frames"]) for r in rows] == [("shots", 4), ("static", 4)]
+    assert all(r["mmgvid_ms"] > 0 and r["uniform_ms"] > 0 for r in rows)
+
+
+def test_check_prune_cuda_runs_on_any_device():
+    stdout = run("gpu/check_prune_cuda.py", "--device", "cpu", "--cases", "4")
+    assert "cpu vs cpu: 4/4 identical; mismatching cases: []" in stdout
+    assert "under use_deterministic_algorithms: identical" in stdout
+
+
+def test_check_raw_pixels():
+    stdout = run("gpu/check_raw_pixels.py", str(ensure_tiny_model()))
+    assert "DIFFERENT" not in stdout and stdout.count("on cpu: raw torch.uint8, identical") == 5

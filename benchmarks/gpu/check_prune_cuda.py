@@ -4,6 +4,7 @@ Covers fp32 and bf16 inputs, random / scene-structured / identical-frame / all-z
 T in 1..64 with M = 196, plus a run under `torch.use_deterministic_algorithms(True)`.
 
     python benchmarks/gpu/check_prune_cuda.py --cases 200
+    python benchmarks/gpu/check_prune_cuda.py --device cpu --cases 8   # the script itself, anywhere (CI)
 """
 
 from __future__ import annotations
@@ -37,16 +38,17 @@ def video(case: int) -> tuple[torch.Tensor, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--device", default="cuda", help="the device compared with the CPU (default: cuda)")
     args = parser.parse_args()
     mismatches = []
-    for case in tqdm(range(args.cases), desc="cpu vs cuda"):
+    for case in tqdm(range(args.cases), desc=f"cpu vs {args.device}"):
         tokens, retention = video(case)
-        if not torch.equal(prune(tokens, retention), prune(tokens.cuda(), retention).cpu()):
+        if not torch.equal(prune(tokens, retention), prune(tokens.to(args.device), retention).cpu()):
             mismatches.append(case)
     torch.use_deterministic_algorithms(True)
     tokens, retention = video(1)
-    deterministic = torch.equal(prune(tokens.cuda(), retention).cpu(), prune(tokens, retention))
-    print(f"cpu vs cuda: {args.cases - len(mismatches)}/{args.cases} identical; mismatching cases: {mismatches}")
+    deterministic = torch.equal(prune(tokens.to(args.device), retention).cpu(), prune(tokens, retention))
+    print(f"cpu vs {args.device}: {args.cases - len(mismatches)}/{args.cases} identical; mismatching cases: {mismatches}")
     print(f"under use_deterministic_algorithms: {'identical' if deterministic else 'DIFFERENT'}")
 
 

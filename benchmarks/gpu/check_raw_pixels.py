@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 from transformers import AutoProcessor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from mmgvid_vllm.pixels import fused_normalization, normalize_video  # noqa: E402
+from mmgvid_vllm.pixels import fused_normalization, normalize_video
 
 SHAPES = [(32, 384, 384), (16, 240, 320), (8, 720, 1280), (3, 64, 96), (1, 500, 200)]
 
