@@ -8,8 +8,12 @@ plugin (``mmgvid_pyav`` loader), same flags, same lease (``run_long_video.sh`` d
 (processor, encoder, prefix) ever answers: every request decodes and encodes its video.
 
 TTFT: request sent -> first streamed token, one request at a time, configurations interleaved,
-median of ``--repeats`` after one warm-up per configuration. Throughput: ``--requests`` requests
-with ``--max-tokens`` output tokens each, ``c`` in flight at a time, requests/s = requests / wall time.
+median of ``--repeats`` after one warm-up per configuration. Throughput (``--load-videos``):
+``--requests`` requests with ``--max-tokens`` output tokens each, ``c`` in flight at a time,
+requests/s = requests / wall time. Decode (``--decode-concurrency``): requests of
+``--decode-tokens`` output tokens (EOS ignored) at concurrency c: median end-to-end latency and
+TPOT ((last token - first token) / (tokens - 1)). ``clip`` is the short-clip benchmarks' 4-s
+384x384 video (sent as a data URL).
 
     python benchmarks/gpu/long_video.py --label vanilla --retentions none --out vanilla.json
     python benchmarks/gpu/long_video.py --label mmgvid --retentions 1.0 0.25 --out mmgvid.json
@@ -29,76 +33,76 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
+from mmgvid_vllm.client import chat_body, stream_chat
+from mmgvid_vllm.corpus import corpus_path
+from mmgvid_vllm.media import data_url, make_video_bytes
+
 TTFT_VIDEOS = ("h264_480p_10s", "h264_480p_5min", "h264_480p_10min", "h264_480p_60min", "h264_1080p_5min")
 LOAD_VIDEO = "h264_480p_5min"
 
 
-def _body(model: str, path: Path, retention: float | None, max_tokens: int, stream: bool) -> dict:
-    part = {"type": "video_url", "video_url": {"url": path.as_uri()}, "uuid": uuid.uuid4().hex}
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": [part, {"type": "text", "text": "What happens in this video?"}]}],
-        "max_tokens": max_tokens,
-        "temperature": 0.0,
-        "ignore_eos": True,
-    }
-    if retention is not None:
-        body["mm_processor_kwargs"] = {"mmgvid_retention": retention}
-    if stream:
-        body.update(stream=True, stream_options={"include_usage": True})
-    return body
+CLIP = "clip"  # the short-clip benchmarks' video: 4 s, 384x384, 8 fps, MPEG-4, all 32 frames sampled
 
 
-def ttft(url: str, model: str, path: Path, retention: float | None) -> float:
-    """Seconds from sending to the first streamed chunk with a token."""
-    t0 = time.perf_counter()
-    with requests.post(f"{url}/v1/chat/completions", json=_body(model, path, retention, 1, True),
-                       stream=True, timeout=600) as r:
-        if r.status_code != 200:
-            raise RuntimeError(f"{path.name} at {retention}: HTTP {r.status_code} {r.text[:300]}")
-        for line in r.iter_lines(decode_unicode=True):
-            if line.startswith("data: ") and '"choices":[{' in line.replace(" ", ""):
-                return time.perf_counter() - t0
-    raise RuntimeError(f"{path.name}: no token streamed")
+def video_url(name: str) -> str:
+    """A corpus video's ``file://`` URL, or the short clip's data URL for ``CLIP``."""
+    if name == CLIP:
+        return data_url(make_video_bytes(32, 384, 384))
+    return corpus_path(name).as_uri()
 
 
-def throughput(url: str, model: str, path: Path, retention: float | None, concurrency: int, total: int,
-               max_tokens: int) -> float:
-    def one(_: int) -> None:
-        r = requests.post(f"{url}/v1/chat/completions", json=_body(model, path, retention, max_tokens, False),
-                          timeout=900)
-        if r.status_code != 200:
-            raise RuntimeError(f"HTTP {r.status_code} {r.text[:300]}")
+def streamed(url: str, model: str, video: str, retention: float | None, max_tokens: int) -> dict:
+    """One streamed request, its video with its own multimodal ``uuid`` (no cache answers):
+    ``ttft_s``, ``latency_s`` and ``tpot_s`` (the time per output token after the first)."""
+    body = chat_body(model, video, retention=retention, max_tokens=max_tokens, ignore_eos=True)
+    body["messages"][0]["content"][0]["uuid"] = uuid.uuid4().hex
+    result = stream_chat(url, body, timeout=900)
+    tokens = result.usage["completion_tokens"]
+    return {"ttft_s": result.ttft, "latency_s": result.latency,
+            "tpot_s": (result.latency - result.ttft) / max(tokens - 1, 1)}
 
+
+def load(url: str, model: str, video: str, retention: float | None, concurrency: int, total: int,
+         max_tokens: int) -> dict:
+    """``total`` streamed requests, ``concurrency`` in flight: requests/s and the medians of
+    their latency, TTFT and TPOT."""
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(total)))
-    return total / (time.perf_counter() - t0)
+        rows = list(pool.map(lambda _: streamed(url, model, video, retention, max_tokens), range(total)))
+    result = {"rps": round(total / (time.perf_counter() - t0), 2)}
+    for key in ("latency_s", "ttft_s", "tpot_s"):
+        result[key.replace("_s", "_ms")] = round(1000 * statistics.median(row[key] for row in rows), 1)
+    return result
 
 
 def measure(args) -> dict:
-    from mmgvid_vllm.corpus import corpus_path
-
     model = requests.get(f"{args.url}/v1/models", timeout=30).json()["data"][0]["id"]
     retentions = [None if r == "none" else float(r) for r in args.retentions]
-    result = {"label": args.label, "ttft_ms": {}, "rps": {}}
+    result = {"label": args.label, "ttft_ms": {}, "rps": {}, "decode": {}}
     for name in args.videos:
-        path = corpus_path(name)
+        video = video_url(name)
         times = {r: [] for r in retentions}
         for r in retentions:
-            ttft(args.url, model, path, r)  # warm-up
+            streamed(args.url, model, video, r, 1)  # warm-up
         for _ in tqdm(range(args.repeats), desc=f"TTFT {name}"):
             for r in retentions:
-                times[r].append(ttft(args.url, model, path, r))
+                times[r].append(streamed(args.url, model, video, r, 1)["ttft_s"])
         result["ttft_ms"][name] = {str(r): round(1000 * statistics.median(t), 1) for r, t in times.items()}
         print(name, result["ttft_ms"][name], flush=True)
-    path = corpus_path(args.load_video)
-    for c in args.concurrency:
+    for name in args.load_videos:
+        video = video_url(name)
+        for c in args.concurrency:
+            for r in retentions:
+                point = load(args.url, model, video, r, c, args.requests or 4 * c, args.max_tokens)
+                result["rps"].setdefault(name, {}).setdefault(str(c), {})[str(r)] = point["rps"]
+                print(f"{name} c={c} retention={r}: {point}", flush=True)
+    video = video_url(args.decode_video)
+    for c in args.decode_concurrency:
         for r in retentions:
-            rps = throughput(args.url, model, path, r, c, args.requests or 4 * c, args.max_tokens)
-            result["rps"].setdefault(str(c), {})[str(r)] = round(rps, 2)
-            print(f"{args.load_video} c={c} retention={r}: {rps:.2f} req/s", flush=True)
-    result["load_video"] = args.load_video
+            point = load(args.url, model, video, r, c, max(8, 4 * c), args.decode_tokens)
+            result["decode"].setdefault(str(c), {})[str(r)] = point
+            print(f"decode {args.decode_video} c={c} retention={r}: {point}", flush=True)
+    result["decode_video"] = args.decode_video
     return result
 
 
@@ -111,12 +115,22 @@ def merge(vanilla: dict, ours: dict, device: str, vllm_version: str) -> dict:
         long_video[name] = {"vanilla_ttft_ms": van, "ttft_ms": mine,
                             "ttft_speedup": {r: round(van / ms, 2) for r, ms in mine.items()}}
     load = {}
-    for c, base in vanilla["rps"].items():
+    for name, points in vanilla["rps"].items():
+        for c, base in points.items():
+            van = base["None"]
+            mine = ours["rps"][name][c]
+            load.setdefault(name, {})[c] = {"vanilla_rps": van, "rps": mine,
+                                           "ratio": {r: round(v / van, 2) for r, v in mine.items()}}
+    decode = {}
+    for c, base in vanilla["decode"].items():
         van = base["None"]
-        mine = ours["rps"][c]
-        load[c] = {"vanilla_rps": van, "rps": mine, "ratio": {r: round(v / van, 2) for r, v in mine.items()}}
+        decode[c] = {"vanilla": van, **ours["decode"][c],
+                     "tpot_speedup": {r: round(van["tpot_ms"] / p["tpot_ms"], 2) for r, p in ours["decode"][c].items()},
+                     "latency_speedup": {r: round(van["latency_ms"] / p["latency_ms"], 2)
+                                         for r, p in ours["decode"][c].items()}}
     return {"long_video": long_video,
-            "long_video_throughput": {vanilla["load_video"]: load},
+            "long_video_throughput": load,
+            "decode": {"video": vanilla["decode_video"], "by_concurrency": decode},
             "long_video_setup": {"device": device, "baseline": f"vanilla vLLM {vllm_version}",
                                  "loader": {"vanilla": "vLLM's default (OpenCV)", "mmgvid": "mmgvid_pyav"}}}
 
@@ -128,10 +142,14 @@ def main() -> None:
     p.add_argument("--retentions", nargs="+", default=["none"], help='"none" = no mm_processor_kwargs (vanilla)')
     p.add_argument("--videos", nargs="+", default=list(TTFT_VIDEOS), help="corpus names (mmgvid_vllm.corpus)")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--load-video", default=LOAD_VIDEO)
+    p.add_argument("--load-videos", nargs="*", default=[LOAD_VIDEO], help=f"videos of the requests/s points ({CLIP!r}: the short clip)")
     p.add_argument("--concurrency", type=int, nargs="*", default=[16, 64])
     p.add_argument("--requests", type=int, default=0, help="per load point (default 4 x concurrency)")
-    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=32, help="output tokens of the requests/s points")
+    p.add_argument("--decode-video", default=CLIP, help="video of the decode points")
+    p.add_argument("--decode-concurrency", type=int, nargs="*", default=[1, 16],
+                   help="decode points: end-to-end latency and TPOT of --decode-tokens output tokens")
+    p.add_argument("--decode-tokens", type=int, default=128)
     p.add_argument("--out", type=Path)
     p.add_argument("--merge", nargs=2, type=Path, metavar=("VANILLA", "MMGVID"))
     p.add_argument("--into", type=Path, help="with --merge: gpu.json to update")

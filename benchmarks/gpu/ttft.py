@@ -28,16 +28,14 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import requests
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from loadtest.server_checks import metric_sum  # noqa: E402
-from tests.helpers.video import data_url, make_video_bytes  # noqa: E402
+from mmgvid_vllm.client import chat_body, metric_sum
+from mmgvid_vllm.media import data_url, make_video_bytes
 
 # Ordinary text for the token pool of the LLM-only requests (tokenised by the server itself).
 POOL_TEXT = " ".join(__doc__.split()) + (
@@ -84,16 +82,15 @@ def timed_stream(url: str, path: str, body: dict) -> dict:
             "stats_seen": after_count >= before_count + 1}
 
 
-def video_request(url: str, model: str, video: str, retention: float, max_tokens: int) -> dict:
-    """Stream one chat completion with one video at the given retention."""
-    body = {
-        "model": model, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
-        "stream_options": {"include_usage": True},
-        "messages": [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": video}},
-            {"type": "text", "text": "Describe the video."}]}],
-        "mm_processor_kwargs": {"mmgvid_retention": retention},
-    }
+def video_request(url: str, model: str, video: str, retention: float | None, max_tokens: int,
+                  num_frames: int | None = None) -> dict:
+    """Stream one chat completion with one video at the given retention (None: no
+    ``mm_processor_kwargs``, what a vanilla vLLM server is sent); ``num_frames``: the frames vLLM
+    samples (``media_io_kwargs``; None: the model's default, 32 for LLaVA-OneVision)."""
+    body = chat_body(model, video, retention=retention, max_tokens=max_tokens, prompt="Describe the video.",
+                     stream=True, stream_options={"include_usage": True})
+    if num_frames is not None:
+        body["media_io_kwargs"] = {"video": {"num_frames": num_frames}}
     return timed_stream(url, "/v1/chat/completions", body)
 
 
@@ -119,13 +116,20 @@ def text_request(url: str, model: str, pool: list[int], num_tokens: int, seed: i
     return result
 
 
+def _retention(text: str) -> float | None:
+    return None if text == "none" else float(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--model", default=None, help="served model name (default: the server's first)")
-    parser.add_argument("--retentions", type=float, nargs="+", default=[1.0, 0.25, 0.15, 0.10],
-                        help="one configuration each; the first is the baseline of the speedups")
-    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--retentions", type=_retention, nargs="+", default=[1.0, 0.25, 0.15, 0.10],
+                        help='one configuration each; the first is the baseline of the speedups; "none" sends no '
+                             "mm_processor_kwargs (a vanilla vLLM server)")
+    parser.add_argument("--frames", type=int, default=32, help="frames in each video file")
+    parser.add_argument("--num-frames", type=int, default=None,
+                        help="frames vLLM samples per video (media_io_kwargs; default: the model's, 32)")
     parser.add_argument("--size", type=int, default=384, help="video width and height in pixels")
     parser.add_argument("--repeats", type=int, default=10, help="timed requests per configuration (video and text each)")
     parser.add_argument("--warmup", type=int, default=4, help="untimed requests per configuration (video and text each)")
@@ -142,7 +146,8 @@ def main() -> None:
     with tqdm(total=len(videos), desc="video requests") as bar:
         for i in range(rounds):
             for j, retention in enumerate(args.retentions):
-                result = video_request(args.url, model, videos[i * len(args.retentions) + j], retention, args.max_tokens)
+                result = video_request(args.url, model, videos[i * len(args.retentions) + j], retention,
+                                       args.max_tokens, args.num_frames)
                 if i >= args.warmup:
                     samples[retention].append(result)
                 bar.update()
@@ -190,7 +195,7 @@ def main() -> None:
     if missing:
         print(f"warning: {missing} timed requests finished before their prefill time reached /metrics (prefill read as 0 or low)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"frames": args.frames, "size": args.size, "repeats": args.repeats,
+    args.out.write_text(json.dumps({"frames": args.frames, "num_frames": args.num_frames, "size": args.size, "repeats": args.repeats,
                                     "warmup": args.warmup, "summary": summary, "samples": samples,
                                     "llm_samples": llm_samples}, indent=1))
     print(f"wrote {args.out}")
