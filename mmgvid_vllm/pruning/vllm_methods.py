@@ -10,27 +10,9 @@ floors still add tokens: the surplus is thinned with an even stride (see ``_fit_
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 
 __all__ = ["evs_keep_mask", "vidcom2_keep_mask"]
-
-# Where each function lives, newest vLLM first (0.32: video_prune/; 0.26: evs only).
-_LOCATIONS = {
-    "evs": ("vllm.multimodal.video_prune.evs", "vllm.multimodal.evs"),
-    "vidcom2": ("vllm.multimodal.video_prune.vidcom2",),
-}
-
-
-def _vllm_retention_mask(method: str):
-    for module in _LOCATIONS[method]:
-        try:
-            return importlib.import_module(module).compute_retention_mask
-        except ImportError:
-            continue
-    raise ValueError(f"method {method!r} needs a vLLM that ships it (looked in {', '.join(_LOCATIONS[method])})")
-
 
 def _fit_count(mask: torch.Tensor, keep: int) -> torch.Tensor:
     """``(N,)`` mask -> ``(N,)`` mask with exactly ``keep`` True: the surplus of kept tokens
@@ -47,7 +29,9 @@ def _fit_count(mask: torch.Tensor, keep: int) -> torch.Tensor:
 
 def _vllm_keep_mask(method: str, tokens: torch.Tensor, keep: int) -> torch.Tensor:
     num_frames, per_frame, dim = tokens.shape
-    compute = _vllm_retention_mask(method)
+    from ..vllm_compat import video_pruning_mask_function  # vLLM only when these methods run
+
+    compute = video_pruning_mask_function(method)
     q = 1.0 - (keep + 0.5) / (num_frames * per_frame)
     mask = compute(tokens.reshape(-1, dim), (num_frames, 1, per_frame), 1, q)
     return _fit_count(mask.reshape(-1), keep).view(num_frames, per_frame)
