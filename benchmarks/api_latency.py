@@ -29,8 +29,8 @@ repeats one video (with vLLM's default caches on, what a benchmark that reuses i
 
 Medians over ``--repeats`` (after ``--warmup``); a table on stdout, JSON to ``--out``.
 
-    .venv/bin/python benchmarks/api_latency.py                          # offline, tiny model
-    .venv/bin/python benchmarks/api_latency.py server --url http://127.0.0.1:8000 --retentions 1.0 0.25
+    .venv/bin/python -m benchmarks.api_latency                          # offline, tiny model
+    .venv/bin/python -m benchmarks.api_latency server --url http://127.0.0.1:8000 --retentions 1.0 0.25
 """
 
 from __future__ import annotations
@@ -43,14 +43,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 DEFAULT_OUT = ROOT / "benchmarks/results/api_latency_cpu.json"
 PROMPT = "Describe the video."
 
 
 def _videos(count: int, frames: int, size: int, first_seed: int = 1000) -> list[str]:
-    from tests.helpers.video import data_url, make_video_bytes
+    from mmgvid_vllm.media import data_url, make_video_bytes
 
     return [data_url(make_video_bytes(frames, size, size, seed=first_seed + i)) for i in range(count)]
 
@@ -155,34 +153,20 @@ def run_offline(args) -> dict:
 
 # -- server ----------------------------------------------------------------------------------
 def _scrape(url: str) -> dict[str, float]:
-    import requests
+    from mmgvid_vllm.client import metric_sum, metrics_text
 
-    from loadtest.server_checks import metric_sum
-
-    text = requests.get(f"{url}/metrics", timeout=30).text
+    text = metrics_text(url)
     return {kind: metric_sum(text, f"vllm:request_{kind}_time_seconds_sum") for kind in ("prefill", "queue")}
 
 
 def _one_request(url: str, model: str, video: str, mm_kwargs: dict | None, max_tokens: int) -> dict:
-    import requests
+    from mmgvid_vllm.client import chat_body, stream_chat
 
-    body = {
-        "model": model, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
-        "messages": [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": video}}, {"type": "text", "text": PROMPT}]}],
-    }
+    body = chat_body(model, video, max_tokens=max_tokens, prompt=PROMPT)
     if mm_kwargs:
         body["mm_processor_kwargs"] = mm_kwargs
     before = _scrape(url)
-    start = time.perf_counter()
-    ttft = None
-    with requests.post(f"{url}/v1/chat/completions", json=body, stream=True, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if ttft is None and line.startswith(b"data: ") and line != b"data: [DONE]":
-                chunk = json.loads(line[6:])
-                if chunk.get("choices") and chunk["choices"][0]["delta"].get("content") is not None:
-                    ttft = time.perf_counter() - start
+    ttft = stream_chat(url, body).ttft
     time.sleep(0.1)  # let the engine publish the finished request's stats
     after = _scrape(url)
     prefill, queue = after["prefill"] - before["prefill"], after["queue"] - before["queue"]

@@ -14,7 +14,7 @@ Starts two real CPU servers with the tiny model, one after the other, both with
 Per video and configuration: one warm-up request, then the median of ``--repeats`` latencies.
 Prints a table, writes JSON.
 
-    .venv/bin/python benchmarks/video_ttft_cpu.py --videos h264_480p_10s h264_480p_5min
+    .venv/bin/python -m benchmarks.video_ttft_cpu --videos h264_480p_10s h264_480p_5min
 """
 
 from __future__ import annotations
@@ -24,27 +24,23 @@ import datetime
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
 DEFAULT_OUT = ROOT / "benchmarks/results/video_ttft_cpu.json"
 NO_CACHE = ("--no-enable-prefix-caching", "--mm-processor-cache-gb", "0")
 
 
 def _latency(server, body: dict) -> float:
-    from helpers.plugin import post_chat
+    """Seconds from sending to the end of the (one-token) answer."""
+    from mmgvid_vllm.client import stream_chat
 
-    t0 = time.perf_counter()
-    r = post_chat(server, body, timeout=600)
-    if r.status_code != 200:
-        raise RuntimeError(f"{r.status_code} {r.text[:300]}\n{server.log_tail(20)}")
-    return time.perf_counter() - t0
+    try:
+        return stream_chat(server.url, body).latency
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n{server.log_tail(20)}") from exc
 
 
 def _measure(server, bodies: dict[str, dict], repeats: int) -> dict[str, float]:
@@ -56,12 +52,11 @@ def _measure(server, bodies: dict[str, dict], repeats: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from helpers.plugin import plugin_server_args, video_body
-    from helpers.server import VllmServer
-    from helpers.video import data_url
-
     from mmgvid_vllm.cli import build_serve_command
+    from mmgvid_vllm.client import chat_body
     from mmgvid_vllm.corpus import CORPUS, corpus_path
+    from mmgvid_vllm.launcher import CPU_DEFAULT_ARGS, VllmServer
+    from mmgvid_vllm.media import data_url
     from mmgvid_vllm.tiny_model import ensure_tiny_model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     bodies = {}
     for name in args.videos:
         url = data_url(corpus_path(name).read_bytes(), CORPUS[name].mime)
-        bodies[name] = video_body(url, max_tokens=1)
-    server_args = [*plugin_server_args(), *NO_CACHE]
+        bodies[name] = chat_body(str(model), url, max_tokens=1)
+    server_args = [*CPU_DEFAULT_ARGS, *NO_CACHE]
 
     results = {"device": "2-core CPU machine", "date": datetime.date.today().isoformat(),
                "command": " ".join(sys.argv), "repeats": args.repeats, "videos": {n: {} for n in args.videos}}

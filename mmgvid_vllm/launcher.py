@@ -1,4 +1,4 @@
-"""Start a real vLLM OpenAI-compatible server for tests.
+"""Start a real vLLM OpenAI-compatible server (tests, CPU benchmarks).
 
 ``VllmServer`` runs the command ``mmgvid serve`` would run
 (``mmgvid_vllm.cli.vllm_server_command``): ``python -m vllm.entrypoints.openai.api_server``,
@@ -15,8 +15,8 @@ pytest fixture::
             yield srv
 
     def test_x(server):
-        body = server.chat([video_chat_message(url)], max_tokens=1)
-        assert body["usage"]["prompt_tokens"] > 0
+        result = stream_chat(server.url, chat_body(server.model, url))  # mmgvid_vllm.client
+        assert result.usage["prompt_tokens"] > 0
 
 Plugins: vLLM loads *every* installed ``vllm.general_plugins`` entry point
 (this package's ``mmgvid`` included) unless ``VLLM_PLUGINS`` is set. Pass
@@ -233,29 +233,6 @@ class VllmServer:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         return sorted(pids)
-
-    def served_model(self) -> str:
-        """The id under which the model is served (first entry of /v1/models)."""
-        r = requests.get(self.base_url + "/models", timeout=30)
-        r.raise_for_status()
-        return r.json()["data"][0]["id"]
-
-    def chat(self, messages: list[dict], *, timeout: float = 600.0, check: bool = True, **params) -> dict:
-        """POST /v1/chat/completions and return the JSON body.
-
-        ``params`` go into the request body (``max_tokens``, ``temperature``,
-        ``mm_processor_kwargs``...); ``model`` defaults to the served model.
-        With ``check`` a non-200 answer raises, showing the body and log tail.
-        """
-        body = {"model": params.pop("model", None) or self.served_model(), "messages": messages}
-        body.update(params)
-        r = requests.post(self.base_url + "/chat/completions", json=body, timeout=timeout)
-        if check and r.status_code != 200:
-            raise AssertionError(
-                f"chat/completions returned {r.status_code}: {r.text[:2000]}\n--- server log ---\n"
-                + self.log_tail(40)
-            )
-        return r.json()
 
 
 def _group_alive(pgid: int) -> bool:

@@ -15,7 +15,7 @@ FRAMES = 4
 def test_offline_mode_times_vanilla_and_plugin(tmp_path):
     ensure_tiny_model()
     out = tmp_path / "latency.json"
-    cmd = [sys.executable, "benchmarks/api_latency.py", "--frames", str(FRAMES), "--repeats", "1", "--warmup", "0",
+    cmd = [sys.executable, "-m", "benchmarks.api_latency", "--frames", str(FRAMES), "--repeats", "1", "--warmup", "0",
            "--retentions", "1.0", "0.25", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -21,8 +21,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from helpers.plugin import jpeg_frames_url, plugin_server_args, post_chat, video_body
-from helpers.server import VllmServer
-from helpers.video import data_url, make_video_bytes
+from mmgvid_vllm.launcher import VllmServer
+from mmgvid_vllm.media import data_url, make_video_bytes
 from mmgvid_vllm.pruning import num_kept
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, VIDEO_TOKEN_ID, ensure_tiny_model
 

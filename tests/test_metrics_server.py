@@ -26,8 +26,10 @@ import yaml
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers.server import CPU_DEFAULT_ARGS, VllmServer, free_port
-from helpers.video import make_video_frames
+from helpers.plugin import post_chat
+from mmgvid_vllm.client import chat_body
+from mmgvid_vllm.launcher import CPU_DEFAULT_ARGS, VllmServer, free_port
+from mmgvid_vllm.media import make_video_frames
 from mmgvid_vllm.pruning import num_kept
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, ensure_tiny_model
 
@@ -66,23 +68,15 @@ class Client:
         self.sent: list[tuple[int, float]] = []  # (frames, effective retention)
 
     def send(self, num_frames: int, retention: float | None) -> None:
-        content = [
-            {"type": "video_url", "video_url": {"url": frames_url(num_frames, seed=len(self.sent))}},
-            {"type": "text", "text": "What happens?"},
-        ]
-        extra = {} if retention is None else {"mm_processor_kwargs": {"mmgvid_retention": retention}}
-        self.server.chat([{"role": "user", "content": content}], max_tokens=1, temperature=0.0, **extra)
+        response = post_chat(self.server, chat_body(None, frames_url(num_frames, seed=len(self.sent)),
+                                                    retention=retention))
+        assert response.status_code == 200, response.text
         self.sent.append((num_frames, RETENTION if retention is None else retention))
 
     def reject(self, num_frames: int, retention: float | None, **params) -> None:
         """A request the server answers 400 after processing its video: it must count nothing."""
-        content = [
-            {"type": "video_url", "video_url": {"url": frames_url(num_frames, seed=1000 + num_frames)}},
-            {"type": "text", "text": "What happens?"},
-        ]
-        if retention is not None:
-            params["mm_processor_kwargs"] = {"mmgvid_retention": retention}
-        body = self.server.chat([{"role": "user", "content": content}], check=False, **params)
+        url = frames_url(num_frames, seed=1000 + num_frames)
+        body = post_chat(self.server, chat_body(None, url, retention=retention, **params)).json()
         assert body.get("error", {}).get("code") == 400, (num_frames, retention, params, body)
 
     def expected(self) -> dict[str, float]:

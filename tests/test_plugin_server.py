@@ -22,11 +22,11 @@ from helpers.plugin import (
     jpeg_frames_url,
     plugin_server_args,
     post_chat,
-    stream_chat_usage,
     video_body,
 )
-from helpers.server import VllmServer, free_port
-from helpers.video import data_url, make_video_bytes
+from mmgvid_vllm.client import stream_chat
+from mmgvid_vllm.launcher import VllmServer, free_port
+from mmgvid_vllm.media import data_url, make_video_bytes
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, ensure_tiny_model
 
 pytestmark = pytest.mark.server
@@ -90,7 +90,8 @@ def test_32_frames(server, video32, unpruned32, source, retention):
 @pytest.mark.parametrize("retention", [None, 0.10])
 def test_streamed(server, video32, unpruned32, retention):
     mm_kwargs = None if retention is None else {"mmgvid_retention": retention}
-    usage = stream_chat_usage(server, video_body(data_url(video32[0]), mm_kwargs, max_tokens=4))
+    body = {"model": server.model, **video_body(data_url(video32[0]), mm_kwargs, max_tokens=4)}
+    usage = stream_chat(server.url, body).usage
     assert usage["prompt_tokens"] == expected_prompt_tokens(unpruned32, 32, retention or DEFAULT)
     assert usage["completion_tokens"] >= 1
 

@@ -11,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-HELPER = Path(__file__).parent / "helpers" / "triton_cases.py"
+TESTS = Path(__file__).parent
 
 
 def test_triton_stage3_matches_torch_and_reference_under_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
-    run = subprocess.run([sys.executable, str(HELPER), "--cases", "30"], env=env, capture_output=True,
-                         text=True, timeout=600, check=True)
+    run = subprocess.run([sys.executable, "-m", "helpers.triton_cases", "--cases", "30"], cwd=TESTS, env=env,
+                         capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result == {
         "interpreted": True,

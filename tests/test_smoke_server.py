@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from helpers.plugin import post_chat
+from mmgvid_vllm.client import chat_body
+from mmgvid_vllm.launcher import VllmServer
+from mmgvid_vllm.media import data_url, make_video_bytes
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, ensure_tiny_model, num_video_tokens
-from helpers.server import VllmServer
-from helpers.video import data_url, make_video_bytes, video_chat_message
 
 pytestmark = pytest.mark.server
 
@@ -24,8 +26,9 @@ def vanilla_server():
 def test_video_request_unpruned(vanilla_server):
     assert FRAME_TOKENS == 196
     url = data_url(make_video_bytes(NUM_FRAMES, 320, 240, seed=0))
-    body = vanilla_server.chat([video_chat_message(url, "What happens in this video?")],
-                               max_tokens=2, temperature=0.0)
+    response = post_chat(vanilla_server, chat_body(None, url, max_tokens=2))
+    assert response.status_code == 200, response.text
+    body = response.json()
     usage = body["usage"]
     assert usage["prompt_tokens"] >= num_video_tokens(NUM_FRAMES) == NUM_FRAMES * 196 + 1
     # the text around the video (chat template + question) is short

@@ -18,8 +18,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.plugin import plugin_server_args, post_chat, video_body
-from helpers.server import VllmServer
-from helpers.video import data_url, make_video_bytes
+from mmgvid_vllm.launcher import VllmServer
+from mmgvid_vllm.media import data_url, make_video_bytes
 from mmgvid_vllm.pruning import num_kept
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, ensure_tiny_model
 

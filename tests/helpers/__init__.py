@@ -1,1 +1,1 @@
-"""Shared test helpers: synthetic videos (``video``) and a vLLM server fixture helper (``server``)."""
+"""Test-only helpers: the plugin server tests' requests and flags (``plugin``), the Triton interpreter cases (``triton_cases``)."""

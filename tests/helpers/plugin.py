@@ -9,19 +9,18 @@ import json
 import requests
 from PIL import Image
 
+from mmgvid_vllm.client import chat_body
+from mmgvid_vllm.launcher import CPU_DEFAULT_ARGS, VllmServer
+from mmgvid_vllm.media import make_video_frames
 from mmgvid_vllm.pruning import num_kept
 from mmgvid_vllm.tiny_model import FRAME_TOKENS
 from mmgvid_vllm.vllm_compat import request_mm_kwargs_server_args
-
-from .server import CPU_DEFAULT_ARGS, VllmServer
-from .video import make_video_frames
 
 __all__ = [
     "expected_prompt_tokens",
     "jpeg_frames_url",
     "plugin_server_args",
     "post_chat",
-    "stream_chat_usage",
     "video_body",
 ]
 
@@ -48,17 +47,10 @@ def jpeg_frames_url(num_frames: int, width: int, height: int, seed: int = 0) -> 
 
 
 def video_body(url: str, mm_kwargs: dict | None = None, *, max_tokens: int = 1, **params) -> dict:
-    """A greedy chat request with one video part (and optional ``mm_processor_kwargs``)."""
-    content = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "What happens?"}]
-    body = {
-        "messages": [{"role": "user", "content": content}],
-        "max_tokens": max_tokens,
-        "temperature": 0.0,
-        **params,
-    }
+    """A greedy chat request with one video part (and optional ``mm_processor_kwargs``), no model."""
     if mm_kwargs is not None:
-        body["mm_processor_kwargs"] = mm_kwargs
-    return body
+        params["mm_processor_kwargs"] = mm_kwargs
+    return chat_body(None, url, max_tokens=max_tokens, prompt="What happens?", **params)
 
 
 def post_chat(server: VllmServer, body: dict, timeout: float = 300.0) -> requests.Response:
@@ -70,17 +62,3 @@ def post_chat(server: VllmServer, body: dict, timeout: float = 300.0) -> request
         headers={"Content-Type": "application/json"},
         timeout=timeout,
     )
-
-
-def stream_chat_usage(server: VllmServer, body: dict) -> dict:
-    """Stream a chat completion (``include_usage``) and return the final ``usage`` chunk."""
-    body = {"model": server.model, **body, "stream": True, "stream_options": {"include_usage": True}}
-    usage = None
-    with requests.post(server.base_url + "/chat/completions", json=body, stream=True, timeout=300) as r:
-        assert r.status_code == 200, r.text
-        for line in r.iter_lines(decode_unicode=True):
-            if line.startswith("data: ") and line != "data: [DONE]":
-                chunk = json.loads(line[len("data: "):])
-                usage = chunk.get("usage") or usage
-    assert usage is not None, "no usage chunk in the stream"
-    return usage

@@ -4,25 +4,21 @@ plain-loop reference, on seeded random and structured videos; ``prune(..., on_se
 on_error=)`` against ``prune``, and with non-finite tokens (uniform selection, the error passed
 on). Prints one JSON line.
 
-    TRITON_INTERPRET=1 python tests/helpers/triton_cases.py --cases 30
+    cd tests && TRITON_INTERPRET=1 python -m helpers.triton_cases --cases 30
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import torch
+from reference_mmgvid import reference_prune
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_mmgvid import reference_prune  # noqa: E402
-
-from mmgvid_vllm.pruning import prune  # noqa: E402
-from mmgvid_vllm.pruning.counts import split_evenly  # noqa: E402
-from mmgvid_vllm.pruning.token_selection import select_tokens  # noqa: E402
-from mmgvid_vllm.pruning.token_selection_triton import select_tokens_triton, supports  # noqa: E402
+from mmgvid_vllm.pruning import prune
+from mmgvid_vllm.pruning.counts import split_evenly
+from mmgvid_vllm.pruning.token_selection import select_tokens
+from mmgvid_vllm.pruning.token_selection_triton import select_tokens_triton, supports
 
 
 def case_video(case: int) -> tuple[torch.Tensor, list[range], list[int]]:
