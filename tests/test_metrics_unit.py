@@ -1,4 +1,4 @@
-"""mmgvid_vllm.metrics without vLLM: files written per process, merged as /metrics shows them."""
+"""mmgvid_vllm.metrics without a vLLM server: files written per process, merged as /metrics shows them."""
 
 from __future__ import annotations
 
