@@ -2,8 +2,8 @@
 
 Run once against vanilla vLLM (``VLLM_PLUGINS=""``, its own OpenCV loader) and once against the
 plugin (``mmgvid_pyav`` loader), same flags, same lease (``run_long_video.sh`` does both), then
-``--merge`` the two JSON files into ``benchmarks/results/gpu.json`` (keys ``long_video`` and
-``long_video_throughput``). Videos go as ``file://`` URLs (the server needs
+``vs_vanilla.py`` merges the two JSON files (``merge``) into ``benchmarks/results/gpu.json``
+(keys ``long_video``, ``long_video_throughput``, ``decode``). Videos go as ``file://`` URLs (the server needs
 ``--allowed-local-media-path``), each request with its own multimodal ``uuid`` so no cache
 (processor, encoder, prefix) ever answers: every request decodes and encodes its video.
 
@@ -17,7 +17,7 @@ TPOT ((last token - first token) / (tokens - 1)). ``clip`` is the short-clip ben
 
     python benchmarks/gpu/long_video.py --label vanilla --retentions none --out vanilla.json
     python benchmarks/gpu/long_video.py --label mmgvid --retentions 1.0 0.25 --out mmgvid.json
-    python benchmarks/gpu/long_video.py --merge vanilla.json mmgvid.json --into benchmarks/results/gpu.json
+    python -m benchmarks.gpu.vs_vanilla DIR --device "..." --into benchmarks/results/gpu.json
 """
 
 from __future__ import annotations
@@ -151,19 +151,7 @@ def main() -> None:
                    help="decode points: end-to-end latency and TPOT of --decode-tokens output tokens")
     p.add_argument("--decode-tokens", type=int, default=128)
     p.add_argument("--out", type=Path)
-    p.add_argument("--merge", nargs=2, type=Path, metavar=("VANILLA", "MMGVID"))
-    p.add_argument("--into", type=Path, help="with --merge: gpu.json to update")
-    p.add_argument("--device", default="")
-    p.add_argument("--vllm-version", default="0.26.0")
     args = p.parse_args()
-    if args.merge:
-        merged = merge(*(json.loads(f.read_text()) for f in args.merge), args.device, args.vllm_version)
-        print(json.dumps(merged, indent=1))
-        if args.into:
-            doc = json.loads(args.into.read_text()) if args.into.exists() else {}
-            doc.update(merged)
-            args.into.write_text(json.dumps(doc, indent=1) + "\n")
-        return
     result = measure(args)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

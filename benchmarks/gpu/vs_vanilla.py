@@ -1,0 +1,84 @@
+"""The GPU headline of ``benchmarks/results/gpu.json``: every figure against vanilla vLLM.
+
+Reads the files one ``run_long_video.sh`` lease writes (``STEP=vanilla``, then ``STEP=mmgvid``,
+same flags), prints the headline table and, with ``--into``, updates gpu.json:
+
+- ``baseline`` ("vanilla vLLM <version>"), ``device``;
+- ``vs_vanilla``: the short clip (32 frames, LLaVA-OneVision-7B shape): ``ttft_speedup``,
+  ``prefill_speedup`` and ``llm_prefill_speedup`` per retention, ``throughput_ratio`` per
+  concurrency and retention, ``retention_1_overhead_pct`` (the plugin at retention 1.0 vs vanilla,
+  TTFT, + = slower);
+- ``llava_video_64``: the same at 64 frames (LLaVA-Video-7B: the same shapes, ``make_7b_config.py``);
+- ``long_video``, ``long_video_throughput``, ``decode`` (``long_video.merge``).
+
+Speedup = vanilla's median / ours (``ttft.py`` and ``long_video.py`` medians).
+
+    python -m benchmarks.gpu.vs_vanilla RUN_DIR --device "NVIDIA H100 80GB HBM3" --into benchmarks/results/gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.gpu.long_video import merge as merge_long_video
+
+
+def _clip(vanilla: dict, ours: dict) -> dict:
+    """Speedups of one ``ttft.py`` pair (vanilla's single configuration vs ours per retention)."""
+    (van,) = vanilla["summary"].values()
+    out = {}
+    for key in ("ttft", "prefill", "llm_prefill"):
+        out[f"{key}_speedup"] = {r: round(van[f"{key}_s"] / s[f"{key}_s"], 2) for r, s in ours["summary"].items()}
+    out["ttft_ms"] = {"vanilla": round(van["ttft_s"] * 1e3, 1),
+                      **{r: round(s["ttft_s"] * 1e3, 1) for r, s in ours["summary"].items()}}
+    out["llm_prefill_ms"] = {"vanilla": round(van["llm_prefill_s"] * 1e3, 1),
+                             **{r: round(s["llm_prefill_s"] * 1e3, 1) for r, s in ours["summary"].items()}}
+    out["prompt_tokens"] = {"vanilla": van["prompt_tokens"], **{r: s["prompt_tokens"] for r, s in ours["summary"].items()}}
+    if "1.0" in ours["summary"]:
+        out["retention_1_overhead_pct"] = round(100 * (ours["summary"]["1.0"]["ttft_s"] / van["ttft_s"] - 1), 1)
+    return out
+
+
+def headline(run: Path, device: str, vllm_version: str) -> dict:
+    read = lambda name: json.loads((run / name).read_text())  # noqa: E731
+    doc = merge_long_video(read("vanilla.json"), read("mmgvid.json"), device, vllm_version)
+    doc.update(baseline=f"vanilla vLLM {vllm_version}", device=device)
+    doc["vs_vanilla"] = _clip(read("ttft_vanilla_32.json"), read("ttft_mmgvid_32.json"))
+    doc["vs_vanilla"]["throughput_ratio"] = {c: p["ratio"] for c, p in doc["long_video_throughput"]["clip"].items()}
+    if (run / "ttft_vanilla_64.json").exists():
+        doc["llava_video_64"] = _clip(read("ttft_vanilla_64.json"), read("ttft_mmgvid_64.json"))
+    return doc
+
+
+def table(doc: dict) -> str:
+    rows = ["| figure | " + " | ".join(f"ours {r}" for r in doc["vs_vanilla"]["ttft_speedup"]) + " |",
+            "|---|" + "---|" * len(doc["vs_vanilla"]["ttft_speedup"])]
+    for section, label in (("vs_vanilla", "32-frame clip"), ("llava_video_64", "64-frame clip")):
+        for key in ("ttft_speedup", "prefill_speedup", "llm_prefill_speedup"):
+            if section in doc:
+                rows.append(f"| {label} {key} | " + " | ".join(f"{v:.2f}x" for v in doc[section][key].values()) + " |")
+    for c, ratio in doc["vs_vanilla"]["throughput_ratio"].items():
+        rows.append(f"| 32-frame clip req/s ratio, c={c} | " + " | ".join(f"{v:.2f}x" for v in ratio.values()) + " |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path, help="the $OUT of run_long_video.sh's vanilla and mmgvid steps")
+    p.add_argument("--device", required=True, help='the card, e.g. "NVIDIA H100 80GB HBM3"')
+    p.add_argument("--vllm-version", default="0.26.0")
+    p.add_argument("--into", type=Path, help="gpu.json to update")
+    args = p.parse_args()
+    doc = headline(args.run, args.device, args.vllm_version)
+    print(table(doc))
+    print(f"retention 1.0 overhead (TTFT, 32-frame clip): {doc['vs_vanilla'].get('retention_1_overhead_pct')} %")
+    if args.into:
+        current = json.loads(args.into.read_text()) if args.into.exists() else {}
+        current.update(doc)
+        args.into.write_text(json.dumps(current, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
