@@ -31,6 +31,7 @@ __all__ = [
     "RETENTION_KEY",
     "PruningConfig",
     "config_from_env",
+    "refuse_vllm_video_pruning",
     "resolve_request",
     "server_config",
     "strip_request_keys",
@@ -145,6 +146,25 @@ def resolve_request(mm_kwargs: Mapping[str, object], default: PruningConfig) -> 
         except ValueError as exc:
             raise ValueError(f"mm_processor_kwargs[{METHOD_KEY!r}]: {exc}") from None
     return PruningConfig(retention, method, default.options)
+
+
+def refuse_vllm_video_pruning(multimodal_config) -> None:
+    """``ValueError`` if vLLM's own ``--video-pruning-rate`` is set (``multimodal_config``: the
+    engine's ``ModelConfig.multimodal_config``, the same field in vLLM 0.26 and 0.32).
+
+    vLLM applies that rate (EVS) only to the models that implement it, not LLaVA-OneVision, and
+    ignores it silently for the others; where this plugin prunes, the same wish is a retention
+    of 1 - rate through our settings, named in the message.
+    """
+    rate = multimodal_config.video_pruning_rate
+    if rate:
+        keep = f"{1 - rate:g}"
+        raise ValueError(
+            f"--video-pruning-rate {rate:g} (vLLM's EVS) does not apply to LLaVA-OneVision, whose video "
+            f"tokens the mmgvid plugin prunes: ask for the share kept instead, `mmgvid serve --retention "
+            f"{keep}`, MMGVID_RETENTION={keep} or --mm-processor-kwargs '{{\"{RETENTION_KEY}\": {keep}}}' "
+            f"(MMGVID_METHOD=evs for EVS)"
+        )
 
 
 def strip_request_keys(mm_kwargs: Mapping[str, object]) -> dict[str, object]:

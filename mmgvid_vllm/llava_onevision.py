@@ -67,7 +67,7 @@ from vllm.multimodal.parse import MultiModalDataItems, VideoProcessorItems
 from vllm.multimodal.processing import PromptReplacement, PromptUpdate
 
 from . import metrics
-from .config import METHOD_KEY, RETENTION_KEY, PruningConfig, resolve_request, server_config
+from .config import METHOD_KEY, RETENTION_KEY, PruningConfig, refuse_vllm_video_pruning, resolve_request, server_config
 from .kept_log import kept_log_from_env
 from .pixels import fused_normalization, identity_normalization, is_identity, normalize_video
 from .pruning import METHODS, num_kept, prune
@@ -232,6 +232,7 @@ class _PrunableVideos(NamedTuple):
 )
 class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
+        refuse_vllm_video_pruning(vllm_config.model_config.multimodal_config)  # stops the server at startup
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.mmgvid_config = server_config()  # for the server-wide MMG-Vid hyper-parameters
         self.mmgvid_model_name = vllm_config.model_config.served_model_name  # metrics label
