@@ -51,16 +51,14 @@ import argparse
 import asyncio
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from loadtest.server_checks import metric_samples  # noqa: E402
-from tests.helpers.video import data_url, make_video_bytes  # noqa: E402
+from mmgvid_vllm.client import metric_samples
+from mmgvid_vllm.media import data_url, make_video_bytes
 
 GAUGES = {
     "running": ("vllm:num_requests_running",),

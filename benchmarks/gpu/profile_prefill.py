@@ -26,10 +26,8 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tests.helpers.video import data_url, make_video_bytes  # noqa: E402
-from ttft import video_request  # noqa: E402
+from benchmarks.gpu.ttft import video_request
+from mmgvid_vllm.media import data_url, make_video_bytes
 
 GPU_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
 BLOCKING_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
