@@ -1,14 +1,15 @@
 """``mmgvid bench``: what ``vllm bench serve`` / ``vllm bench sweep serve`` need from us, and the
 one check they cannot make.
 
-    mmgvid bench dataset OUT.json [--videos NAME ...]       # ShareGPT file of corpus videos
+    mmgvid bench dataset OUT.json [--videos NAME ...] [--repeat N]   # ShareGPT file of corpus videos
     mmgvid bench sweep-params OUT.json --retentions 1.0 0.25 --max-concurrency 1 4 16
     mmgvid bench check-caches URL                           # after a run: were the caches off?
 
 ``dataset`` writes the real-length corpus videos (``mmgvid_vllm.corpus``, built on first use) as
 a ShareGPT JSON file, whose loader (``--dataset-name sharegpt``) sends each entry's ``video`` as a
 ``file://`` URL: the server needs ``--allowed-local-media-path`` on the corpus directory, printed
-by the command. ``sweep-params`` writes ``vllm bench sweep serve --bench-params``: every retention
+by the command; GuideLLM reads the same file (its ``prompt`` and ``video`` columns) and sends the
+videos inline. ``sweep-params`` writes ``vllm bench sweep serve --bench-params``: every retention
 (sent as ``--extra-body`` ``mm_processor_kwargs``, recorded as ``--metadata retention=R`` so that
 ``vllm bench sweep plot --curve-by retention`` can group by it) times every concurrency.
 
@@ -37,12 +38,14 @@ DEFAULT_VIDEOS = ("h264_480p_10s", "h264_480p_1min", "h264_480p_5min")
 ANSWER = "The camera pans over a textured background while a few boxes move and bounce off the borders."
 
 
-def sharegpt_entries(videos: Sequence[str], prompt: str = PROMPT) -> list[dict]:
-    """One ShareGPT entry per corpus video: the prompt, an answer (its length is the default output
-    length; ``--sharegpt-output-len`` overrides it) and the video's absolute path."""
-    return [{"id": name,
+def sharegpt_entries(videos: Sequence[str], repeat: int = 1, prompt: str = PROMPT) -> list[dict]:
+    """ShareGPT entries, the corpus videos ``repeat`` times over: the prompt, an answer (its length is
+    the default output length; ``--sharegpt-output-len`` overrides it) and the video's absolute path.
+    ``vllm bench serve`` repeats entries by itself; GuideLLM sends each entry once."""
+    paths = {name: str(corpus_path(name)) for name in videos}
+    return [{"id": f"{name}-{i}", "prompt": prompt,  # `prompt` + `video`: the columns GuideLLM reads
              "conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": ANSWER}],
-             "video": str(corpus_path(name))} for name in videos]
+             "video": paths[name]} for i in range(repeat) for name in videos]
 
 
 def sweep_params(retentions: Sequence[float], concurrencies: Sequence[int]) -> list[dict]:
@@ -72,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--videos", nargs="+", default=list(DEFAULT_VIDEOS), choices=sorted(CORPUS), metavar="NAME",
                    help=f"corpus videos (default: {' '.join(DEFAULT_VIDEOS)}; all: {' '.join(CORPUS)})")
+    p.add_argument("--repeat", type=int, default=1, help="entries per video (GuideLLM: one request each)")
     p.add_argument("--prompt", default=PROMPT)
     p = sub.add_parser("sweep-params", help="--bench-params file for vllm bench sweep serve")
     p.add_argument("out", type=Path)
@@ -82,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "dataset":
-        args.out.write_text(json.dumps(sharegpt_entries(args.videos, args.prompt), indent=1) + "\n")
+        args.out.write_text(json.dumps(sharegpt_entries(args.videos, args.repeat, args.prompt), indent=1) + "\n")
         print(f"wrote {args.out}; serve with --allowed-local-media-path {corpus_dir()}")
     elif args.command == "sweep-params":
         args.out.write_text(json.dumps(sweep_params(args.retentions, args.max_concurrency), indent=1) + "\n")
