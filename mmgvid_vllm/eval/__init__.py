@@ -1,21 +1,21 @@
-"""``mmgvid eval``: lmms-eval-style multiple-choice video accuracy of a running server per retention."""
+"""Accuracy with lmms-eval: the ``mmgvid`` model, registered through lmms-eval's entry points.
 
-from .prompt import build_prompt, parse_answer
-from .runner import EvalConfig, markdown_table, request_body, run_eval, summarize
-from .tasks import (
-    CONVERTERS,
-    Sample,
-    from_longvideobench,
-    from_mlvu,
-    from_mvbench,
-    from_videomme,
-    load_task,
-    write_jsonl,
-)
-from .video import sample_indices, sample_video
+    pip install "mmgvid-vllm[eval]"
+    python -m lmms_eval --model mmgvid --tasks videomme \\
+        --model_args base_url=http://127.0.0.1:8000/v1,retention=0.25
 
-__all__ = [
-    "CONVERTERS", "EvalConfig", "Sample", "build_prompt", "from_longvideobench", "from_mlvu",
-    "from_mvbench", "from_videomme", "load_task", "markdown_table", "parse_answer", "request_body",
-    "run_eval", "sample_indices", "sample_video", "summarize", "write_jsonl",
-]
+lmms-eval loads ``manifest`` (entry-point group ``lmms_eval.models``, see pyproject.toml)
+when it builds its model registry, and imports the model class (``lmms_model``) only when
+``--model mmgvid`` is asked for.
+"""
+
+from __future__ import annotations
+
+__all__ = ["manifest"]
+
+
+def manifest():
+    """lmms-eval's registration record for ``--model mmgvid`` (a chat model)."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id="mmgvid", chat_class_path="mmgvid_vllm.eval.lmms_model.MMGVidOpenAI")
