@@ -36,6 +36,8 @@ PREFIX = "lmms-eval --model mmgvid"
 
 
 class MMGVidOpenAI(OpenAICompatible):
+    """``--model mmgvid --model_args base_url=URL[,retention=R][,method=M][,max_frames_num=N]...``"""
+
     def __init__(self, retention=None, method=None, model=None, api_key=None, max_frames_num=32, pass_video_url=True,
                  **kwargs):
         api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
@@ -62,6 +64,7 @@ class MMGVidOpenAI(OpenAICompatible):
         return self.call(self.openai_client.chat.completions.create, **payload)
 
     def call(self, fn, **kwargs):
+        """``fn(**kwargs)``; an OpenAI API error ends the run, with what the server answered."""
         try:
             return fn(**kwargs)
         except openai.APIStatusError as e:
