@@ -85,10 +85,10 @@ else
     echo "skipped (needs root): apt-get install -y --no-install-recommends prometheus"
 fi
 
-# lmms-eval pins av<16, protobuf<7 (through wandb) and filelock<4: apart from the server's
-# environment, whose video loader is checked frame for frame against vLLM's on its own av. An
-# lmms-eval user's environment is a client's: it needs no vLLM. torch is pinned with it, or pip
-# takes the newest torchvision and a CUDA torch for it.
+# lmms-eval pins av<16 (and protobuf<7, through wandb) and needs filelock<4: it gets its own
+# environment, apart from the server's, whose video loader is checked frame for frame against
+# vLLM's on its own av (on av 15, HEVC 10-bit frames differ). lmms-eval is a client: no vLLM there.
+# torch is pinned with it, or pip takes the newest torchvision and a CUDA torch for it.
 step "lmms-eval environment: $EVAL_VENV (mmgvid-vllm[eval])"
 if [[ ! -x "$EVAL_VENV/bin/python" ]]; then
     "$PYTHON" -m venv "$EVAL_VENV"
