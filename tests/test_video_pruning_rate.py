@@ -22,7 +22,8 @@ def test_unset_or_zero_is_accepted():
 def test_rate_is_refused_with_our_settings_named():
     message = ("--video-pruning-rate 0.75 (vLLM's EVS) does not apply to LLaVA-OneVision, whose video tokens the "
                "mmgvid plugin prunes: ask for the share kept instead, `mmgvid serve --retention 0.25`, "
-               "MMGVID_RETENTION=0.25 or --mm-processor-kwargs '{\"mmgvid_retention\": 0.25}' (MMGVID_METHOD=evs for EVS)")
+               "MMGVID_RETENTION=0.25 or --mm-processor-kwargs '{\"mmgvid_retention\": 0.25}' "
+               "(MMGVID_METHOD=evs for EVS)")
     with pytest.raises(ValueError) as info:
         refuse_vllm_video_pruning(multimodal_config(video_pruning_rate=0.75))
     assert str(info.value) == message
