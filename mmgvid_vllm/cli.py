@@ -63,6 +63,10 @@ CPU_TINY_DEFAULTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     # machines; 512 MiB holds ~1M tokens of the tiny model.
     (("--kv-cache-memory-bytes", "--gpu-memory-utilization"), ("--kv-cache-memory-bytes", "512M")),
     (("--host",), ("--host", "127.0.0.1")),
+    # vLLM serves a checkpoint in bfloat16 on a CPU; a CPU without native bf16 (AVX-512 BF16 / AMX,
+    # e.g. this project's CI machines) runs bf16 matmuls ~10x slower than float32: the tiny vision
+    # tower took ~1.2 s of a 32-frame request in bf16 (0.1 s in float32), hiding the request path.
+    (("--dtype",), ("--dtype", "float32")),
 )
 
 MEDIA_CONNECTOR = "mmgvid"  # mmgvid_vllm.media_connector.NAME: URL mistakes answered 400

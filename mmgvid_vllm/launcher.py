@@ -57,6 +57,7 @@ CPU_DEFAULT_ARGS: tuple[str, ...] = (
     # An explicit KV-cache size skips vLLM's CPU memory-utilisation check,
     # which fails on shared machines (it wants 92% of the NUMA node free).
     "--kv-cache-memory-bytes", "512M",
+    "--dtype", "float32",  # as `mmgvid serve` on a CPU (cli.CPU_TINY_DEFAULTS)
     "--trust-request-mm-kwargs",
     "--uvicorn-log-level", "warning",
 )
