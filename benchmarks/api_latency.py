@@ -103,7 +103,8 @@ def run_offline(args) -> dict:
 
     configs = [("vanilla", vanilla, None)] + [(f"plugin r={r:g}", plugin, r) for r in args.retentions]
     rounds = args.warmup + args.repeats
-    print(f"encoding {rounds * len(configs)} videos ({args.frames} frames, {args.size}x{args.size})...", file=sys.stderr)
+    print(f"encoding {rounds * len(configs)} videos ({args.frames} frames, {args.size}x{args.size})...",
+          file=sys.stderr)
     urls = _videos(rounds * len(configs), args.frames, args.size)
 
     samples: dict[str, dict[str, list[float]]] = {name: {} for name, _, _ in configs}
@@ -215,7 +216,8 @@ def main() -> None:
     parser.add_argument("--label", default="", help="server mode: a note stored with the results")
     parser.add_argument("--server-mm-kwargs", default=None,
                         help='offline: the server\'s --mm-processor-kwargs JSON, e.g. \'{"mmgvid_retention": 0.25}\'')
-    parser.add_argument("--video-backend", default=None, help="offline: vLLM video loader (default: VLLM_VIDEO_LOADER_BACKEND)")
+    parser.add_argument("--video-backend", default=None,
+                        help="offline: vLLM video loader (default: VLLM_VIDEO_LOADER_BACKEND)")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=10)

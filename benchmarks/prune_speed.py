@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import statistics
@@ -66,7 +67,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--dims", type=int, nargs="+", default=[3584, 1152], help="3584: after the 7B projector; 1152: SigLIP")
+    parser.add_argument("--dims", type=int, nargs="+", default=[3584, 1152],
+                        help="3584: after the 7B projector; 1152: SigLIP")
     parser.add_argument("--retentions", type=float, nargs="+", default=[0.25, 0.15, 0.10])
     parser.add_argument("--methods", nargs="+", default=["mmgvid", "evs", "vidcom2"])
     parser.add_argument("--content", nargs="+", default=["shots", "static"], choices=["shots", "static", "random"])
@@ -82,16 +84,21 @@ def main() -> None:
         tokens = make_tokens(content, frames, dim, args.device, dtype)
         row = {"content": content, "dim": dim, "frames": frames, "retention": retention}
         for method in args.methods:
-            row[f"{method}_ms"] = time_ms(lambda: prune(tokens, retention, method=method), args.device, args.warmup, args.repeats)
+            call = functools.partial(prune, tokens, retention, method=method)
+            row[f"{method}_ms"] = time_ms(call, args.device, args.warmup, args.repeats)
         rows.append(row)
 
     header = ["content", "D", "T", "retention"] + [f"{m} ms" for m in args.methods]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
-        cells = [row["content"], row["dim"], row["frames"], row["retention"]] + [f"{row[f'{m}_ms']:.2f}" for m in args.methods]
+        cells = [row["content"], row["dim"], row["frames"], row["retention"]]
+        cells += [f"{row[f'{m}_ms']:.2f}" for m in args.methods]
         print("| " + " | ".join(str(c) for c in cells) + " |")
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU x{torch.get_num_threads()} threads"
+    if args.device.startswith("cuda"):
+        device_name = torch.cuda.get_device_name()
+    else:
+        device_name = f"CPU x{torch.get_num_threads()} threads"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"device": device_name, "torch": torch.__version__, "dtype": args.dtype,
                                     "repeats": args.repeats, "rows": rows}, indent=1))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import io
 import json
 import platform
@@ -110,7 +111,8 @@ def ablation(name: str, num_frames: int, repeats: int) -> dict:
     }
     out = {}
     for label, kw in tqdm(variants.items(), desc=f"ablation {name}", leave=False):
-        samples = [_timed(lambda: load_video(data, num_frames, limits=limits_off, **kw))[:2] for _ in range(repeats)]
+        call = functools.partial(load_video, data, num_frames, limits=limits_off, **kw)
+        samples = [_timed(call)[:2] for _ in range(repeats)]
         out[label] = {"s": round(statistics.median(w for w, _ in samples), 4),
                       "cpu_s": round(statistics.median(c for _, c in samples), 4)}
     exact = load_video(data, num_frames, limits=limits_off)[0]
@@ -124,7 +126,8 @@ def ablation(name: str, num_frames: int, repeats: int) -> dict:
         "mean_abs_diff": round(float(diff.mean()), 2)}
     samples = [_timed(seek_per_target)[:2] for _ in range(repeats)]
     out["seek + decode per target (like vLLM 0.26's pyav codec)"] = {
-        "s": round(statistics.median(w for w, _ in samples), 4), "cpu_s": round(statistics.median(c for _, c in samples), 4)}
+        "s": round(statistics.median(w for w, _ in samples), 4),
+        "cpu_s": round(statistics.median(c for _, c in samples), 4)}
     return out
 
 
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-frames", type=int, default=32, help="frames vLLM samples (default 32, LLaVA-OneVision's)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per loader (median; default 3)")
     p.add_argument("--slow-s", type=float, default=30.0, help="do not repeat a call slower than this (default 30)")
-    p.add_argument("--ablation", nargs="+", metavar="NAME", default=[], help="also time each speed idea on these videos")
+    p.add_argument("--ablation", nargs="+", metavar="NAME", default=[],
+                   help="also time each speed idea on these videos")
     p.add_argument("--device", default="2-core CPU machine", help="device label for the JSON and plot")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     p.add_argument("--plot", type=Path, help="PNG plot (default: --out with .png)")

@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, s in _measure(server, unpruned, args.repeats).items():
             results["videos"][name]["mmgvid_retention_1_s"] = s
 
-    print("| video | vanilla s | mmgvid serve s | speedup | mmgvid serve, vLLM's loader s | mmgvid serve, retention 1.0 s |"
+    print("| video | vanilla s | mmgvid serve s | speedup | mmgvid serve, vLLM's loader s | "
+          "mmgvid serve, retention 1.0 s |"
           "\n|---|---|---|---|---|---|")
     for name, r in results["videos"].items():
         r["speedup"] = round(r["vanilla_s"] / r["mmgvid_s"], 2)

@@ -94,36 +94,30 @@ environment (read by the mmgvid plugin inside vLLM):
   XDG_CACHE_HOME    where the tiny model is cached (default ~/.cache)
 """
 
+_CPU_TINY_FLAGS = " ".join(shlex.quote(a) for _, args in CPU_TINY_DEFAULTS for a in args)
 SERVE_EPILOG = (
-    """\
-MODEL is a local path, a Hugging Face hub id, "llava-onevision" (= %s)
+    f"""\
+MODEL is a local path, a Hugging Face hub id, "llava-onevision" (= {REAL_MODEL})
 or "tiny" (the embedded tiny random-weight checkpoint, built on first use).
 Without MODEL: "tiny" when no CUDA GPU is visible, "llava-onevision" otherwise.
 
 On a machine without CUDA, "tiny" gets CPU defaults (each overridable by
-passing the same vLLM flag): %s
-and, unless --retention or MMGVID_RETENTION is given, retention %s.
+passing the same vLLM flag): {_CPU_TINY_FLAGS}
+and, unless --retention or MMGVID_RETENTION is given, retention {DEFAULT_TINY_RETENTION}.
 
 Every other option is passed to vLLM's OpenAI server unchanged; see
-`python -m %s --help`. MODEL must come before them.
+`python -m {VLLM_SERVER_MODULE} --help`. MODEL must come before them.
 
 Several API servers: with --api-server-count N (N > 1) the server is started through
 vLLM's CLI `serve` (`python -m mmgvid_vllm.cli vllm-cli serve MODEL ...`), which runs N
-API-server processes in front of one engine; `python -m %s` (used
+API-server processes in front of one engine; `python -m {VLLM_SERVER_MODULE}` (used
 otherwise) would ignore the flag and serve from one process.
 
 Per request (`mmgvid serve` adds --trust-request-mm-kwargs where vLLM has it): add
-  "mm_processor_kwargs": {"mmgvid_retention": 0.5}
+  "mm_processor_kwargs": {{"mmgvid_retention": 0.5}}
 to the chat/completions body.
 
 """
-    % (
-        REAL_MODEL,
-        " ".join(shlex.quote(a) for _, args in CPU_TINY_DEFAULTS for a in args),
-        DEFAULT_TINY_RETENTION,
-        VLLM_SERVER_MODULE,
-        VLLM_SERVER_MODULE,
-    )
     + ENV_HELP
     + """
 examples:

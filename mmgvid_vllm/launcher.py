@@ -122,7 +122,7 @@ class VllmServer:
     def base_url(self) -> str:
         return self.url + "/v1"
 
-    def start(self) -> "VllmServer":
+    def start(self) -> VllmServer:
         if self.proc is not None:
             raise RuntimeError("server already started")
         if self.port is None:
@@ -209,7 +209,7 @@ class VllmServer:
         if not (failed or self.keep_log) and self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "VllmServer":
+    def __enter__(self) -> VllmServer:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> None:

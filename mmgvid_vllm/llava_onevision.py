@@ -315,7 +315,8 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
             with metrics.time_pruning(self.mmgvid_model_name, label, emb.device) as seen:
                 pruned.append(self._prune_video(emb.reshape(-1, emb.shape[-1]), t, r, m, seen))
             original = emb.shape[-2] - 1  # T * M; the newline is never pruned
-            metrics.record_video(self.mmgvid_model_name, label, original, len(pruned[-1]) - 1, self.mmgvid_config.retention)
+            metrics.record_video(self.mmgvid_model_name, label, original, len(pruned[-1]) - 1,
+                                 self.mmgvid_config.retention)
         return pruned
 
     def _prune_video(

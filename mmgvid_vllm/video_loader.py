@@ -76,7 +76,7 @@ from . import vllm_compat
 
 __all__ = [
     "LOADER_NAME",
-    "PyAVVideoLoader",
+    "PyAVVideoLoader",  # noqa: F822 (built on first access by the module's __getattr__: it subclasses vLLM's loader)
     "VideoLimits",
     "register_video_loader",
     "load_video",
@@ -115,7 +115,7 @@ class VideoLimits:
     }
 
     @classmethod
-    def from_env(cls, environ=None) -> "VideoLimits":
+    def from_env(cls, environ=None) -> VideoLimits:
         """Read the ``MMGVID_MAX_*`` variables; a bad value raises ``ValueError`` naming it."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -408,7 +408,9 @@ def default_workers() -> int:
     return max(1, cores)
 
 
-def _decode_sequential(data: bytes, targets: list[int], deadline: _Deadline, threads: int | None = 0) -> dict[int, np.ndarray]:
+def _decode_sequential(
+    data: bytes, targets: list[int], deadline: _Deadline, threads: int | None = 0
+) -> dict[int, np.ndarray]:
     """Frames ``targets`` by counting decoder outputs from the start: OpenCV's own method."""
     import av
 
@@ -449,7 +451,6 @@ def load_video(data: bytes, num_frames: int = -1, fps: float = -1, *, limits: Vi
     if seek not in SEEK_MODES:
         raise ValueError(f"mmgvid_seek must be one of {sorted(SEEK_MODES)}, got {seek!r}")
     workers = default_workers() if workers is None else workers
-    import av
 
     loader_cls = loader_cls or loader_class()
     limits = limits or VideoLimits.from_env()

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from mmgvid_vllm import cli
-from mmgvid_vllm.vllm_compat import request_mm_kwargs_server_args
 from mmgvid_vllm.tiny_model import (
     FRAME_TOKENS,
     IMAGE_TOKEN_ID,
@@ -19,6 +18,7 @@ from mmgvid_vllm.tiny_model import (
     ensure_tiny_model,
     num_video_tokens,
 )
+from mmgvid_vllm.vllm_compat import request_mm_kwargs_server_args
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,9 @@ def test_serve_several_api_servers_uses_vllm_cli(flag):
     assert argv[3:6] == ["vllm-cli", "serve", "/m"] and "--model" not in argv
 
 
-@pytest.mark.parametrize("args", [[], ["--api-server-count", "1"], ["--api-server-count=1"], ["--api-server-count", "x"]])
+@pytest.mark.parametrize(
+    "args", [[], ["--api-server-count", "1"], ["--api-server-count=1"], ["--api-server-count", "x"]]
+)
 def test_serve_one_api_server_keeps_api_server_module(args):
     argv, _ = cli.build_serve_command("/m", args, environ={}, cuda=False)
     assert argv[1:5] == ["-m", "vllm.entrypoints.openai.api_server", "--model", "/m"]

@@ -162,7 +162,7 @@ def dockerfile_lines() -> list[str]:
 
 
 def dockerfile_json(instruction: str) -> list[str]:
-    (line,) = [l for l in dockerfile_lines() if l.startswith(instruction + " ")]
+    (line,) = [inst for inst in dockerfile_lines() if inst.startswith(instruction + " ")]
     return json.loads(line[len(instruction) + 1 :])
 
 
@@ -176,25 +176,26 @@ def pip_install_args(command: str) -> list[str]:
 def readme_gpu_install() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## On a GPU", 1)[1]
-    (line,) = [l for l in section.splitlines() if l.startswith("pip install ")]
+    (line,) = [ln for ln in section.splitlines() if ln.startswith("pip install ")]
     return pip_install_args(line.split("#")[0])
 
 
 def test_dockerfile_base_image_is_the_readme_vllm_version():
     readme_pins = [a for a in readme_gpu_install() if a.startswith("vllm==")]
-    (line,) = [l for l in dockerfile_lines() if l.startswith("FROM ")]
+    (line,) = [inst for inst in dockerfile_lines() if inst.startswith("FROM ")]
     assert readme_pins == ["vllm==" + line.split(":v", 1)[1]]
     assert line.split()[1].startswith("vllm/vllm-openai:")
 
 
 def test_dockerfile_installs_the_package_as_the_readme_does():
-    (run,) = [l for l in dockerfile_lines() if l.startswith("RUN ") and "pip install" in l]
+    (run,) = [inst for inst in dockerfile_lines() if inst.startswith("RUN ") and "pip install" in inst]
     image_args, readme_args = pip_install_args(run[4:]), readme_gpu_install()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
     assert project in readme_args
     # The same command line, with the project's name replaced by the copied source tree.
     assert [project if a == "/src" else a for a in image_args] == readme_args
-    copied = {Path(src).parts[0] for l in dockerfile_lines() if l.startswith("COPY ") for src in l.split()[1:-1]}
+    copied = {Path(src).parts[0]
+              for inst in dockerfile_lines() if inst.startswith("COPY ") for src in inst.split()[1:-1]}
     assert {"pyproject.toml", "README.md", "mmgvid_vllm"} <= copied  # what pip needs to build it
 
 
@@ -207,9 +208,9 @@ def test_dockerfile_default_command_serves_llava_onevision_with_pruning():
 
 
 def test_dockerignore_keeps_what_the_image_copies():
-    patterns = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and l[0] != "#"]
+    patterns = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln.strip() and ln[0] != "#"]
     assert patterns[0] == "*"  # allow-list: .venv, tests, caches stay out of the build context
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
-    copied = {src for l in dockerfile_lines() if l.startswith("COPY ") for src in l.split()[1:-1]}
+    copied = {src for inst in dockerfile_lines() if inst.startswith("COPY ") for src in inst.split()[1:-1]}
     assert copied <= allowed
     assert re.search(r"__pycache__", " ".join(patterns))

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers.plugin import plugin_server_args
+
 from mmgvid_vllm.client import metric_sum, metrics_text
 from mmgvid_vllm.launcher import VllmServer
 from mmgvid_vllm.media import make_video_bytes

@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.plugin import jpeg_frames_url, plugin_server_args, post_chat, video_body
 from transformers import AutoTokenizer
 
-from helpers.plugin import jpeg_frames_url, plugin_server_args, post_chat, video_body
 from mmgvid_vllm.launcher import VllmServer
 from mmgvid_vllm.media import data_url, make_video_bytes
 from mmgvid_vllm.pruning import num_kept

@@ -8,8 +8,8 @@ from vllm.multimodal.media import MEDIA_CONNECTOR_REGISTRY
 from vllm.multimodal.media.image import ImageMediaIO
 from vllm.multimodal.media.video import VideoMediaIO
 
-from mmgvid_vllm.launcher import free_port
 from mmgvid_vllm import media_connector
+from mmgvid_vllm.launcher import free_port
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from helpers.plugin import post_chat
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers.plugin import post_chat
 from mmgvid_vllm.client import chat_body
 from mmgvid_vllm.launcher import CPU_DEFAULT_ARGS, VllmServer, free_port
 from mmgvid_vllm.media import make_video_frames

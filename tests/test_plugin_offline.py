@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers.plugin import plugin_server_args
-from mmgvid_vllm.launcher import ServerStartError, VllmServer
+
 from mmgvid_vllm.config import PruningConfig, config_from_env, resolve_request, strip_request_keys
+from mmgvid_vllm.launcher import ServerStartError, VllmServer
 from mmgvid_vllm.pruning import num_kept
 from mmgvid_vllm.tiny_model import FRAME_TOKENS, ensure_tiny_model
 

@@ -9,14 +9,11 @@ vanilla vLLM's.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from transformers import LlavaOnevisionVideoProcessor
-
 from helpers.plugin import (
     expected_prompt_tokens,
     jpeg_frames_url,
@@ -24,6 +21,10 @@ from helpers.plugin import (
     post_chat,
     video_body,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import LlavaOnevisionVideoProcessor
+
 from mmgvid_vllm.client import stream_chat
 from mmgvid_vllm.launcher import VllmServer, free_port
 from mmgvid_vllm.media import data_url, make_video_bytes
@@ -47,7 +48,7 @@ def video32(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(video32):
     args = plugin_server_args(
-        "--mm-processor-kwargs", '{"mmgvid_retention": %s}' % DEFAULT,
+        "--mm-processor-kwargs", json.dumps({"mmgvid_retention": DEFAULT}),
         "--allowed-local-media-path", str(video32[1].parent),
     )
     env = {"VLLM_PLUGINS": "mmgvid", "MMGVID_RETENTION": "0.5", "MMGVID_METHOD": "mmgvid", "MMGVID_TAU": "0.9",

@@ -14,9 +14,9 @@ import io
 
 import numpy as np
 import pytest
+from helpers.plugin import expected_prompt_tokens, plugin_server_args, post_chat, video_body
 from PIL import Image
 
-from helpers.plugin import expected_prompt_tokens, plugin_server_args, post_chat, video_body
 from mmgvid_vllm.launcher import VllmServer
 from mmgvid_vllm.media import data_url, make_video_bytes
 from mmgvid_vllm.tiny_model import ensure_tiny_model

@@ -3,8 +3,8 @@
 import torch
 
 from mmgvid_vllm.pruning import num_kept, prune
-from mmgvid_vllm.pruning.mmgvid import mmgvid_keep_mask, MMGVidOptions
 from mmgvid_vllm.pruning.counts import split_evenly
+from mmgvid_vllm.pruning.mmgvid import MMGVidOptions, mmgvid_keep_mask
 from mmgvid_vllm.pruning.segmentation import segment_frames
 from mmgvid_vllm.pruning.token_selection import select_tokens
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from reference_mmgvid import reference_prune
 
 from mmgvid_vllm.pruning import prune
-from reference_mmgvid import reference_prune
 
 
 def _random_video(rng: np.random.Generator) -> np.ndarray:

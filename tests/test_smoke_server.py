@@ -4,8 +4,8 @@ and expands a 32-frame video into 32 * 196 + 1 placeholder tokens."""
 from __future__ import annotations
 
 import pytest
-
 from helpers.plugin import post_chat
+
 from mmgvid_vllm.client import chat_body
 from mmgvid_vllm.launcher import VllmServer
 from mmgvid_vllm.media import data_url, make_video_bytes

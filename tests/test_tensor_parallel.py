@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from helpers.plugin import plugin_server_args, post_chat, video_body
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers.plugin import plugin_server_args, post_chat, video_body
 from mmgvid_vllm.launcher import VllmServer
 from mmgvid_vllm.media import data_url, make_video_bytes
 from mmgvid_vllm.pruning import num_kept
@@ -59,7 +59,8 @@ def test_every_rank_keeps_the_same_tokens_and_each_video_counts_once(tp_server, 
     assert len(text_tokens) == 1, text_tokens  # every prompt = the same text + its pruned video
 
     result = subprocess.run([sys.executable, str(CHECK), str(kept), "--ranks", "2", "--retention", "0.25",
-                             "--min-videos", "6", "--out", str(tmp_path / "ranks.json")], capture_output=True, text=True)
+                             "--min-videos", "6", "--out", str(tmp_path / "ranks.json")],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "ranks.json").read_text())
     assert report["lines"] == {"rank0": len(REQUESTS), "rank1": len(REQUESTS)} and not report["mismatches"]

@@ -242,6 +242,7 @@ SERVER_VIDEOS = ("h264_480p_10s", "vp9_480p_10s")
 
 def _requests() -> dict[str, dict]:
     from helpers.plugin import video_body
+
     from mmgvid_vllm.media import data_url
 
     out = {}
@@ -266,6 +267,7 @@ def _run(server, requests: dict[str, dict]) -> dict[str, tuple[list[int], list[i
 @pytest.fixture(scope="module")
 def vanilla_results():
     from helpers.plugin import plugin_server_args
+
     from mmgvid_vllm.launcher import VllmServer
     from mmgvid_vllm.tiny_model import ensure_tiny_model
 
@@ -278,6 +280,7 @@ def vanilla_results():
 @pytest.fixture(scope="module")
 def loader_server(vanilla_results):  # after the vanilla server has stopped: one at a time
     from helpers.plugin import plugin_server_args
+
     from mmgvid_vllm.launcher import VllmServer
     from mmgvid_vllm.tiny_model import ensure_tiny_model
 
@@ -295,6 +298,7 @@ def test_server_same_tokens_as_vanilla(vanilla_results, loader_server):
 @pytest.mark.server
 def test_server_one_frame_mp4(loader_server):
     from helpers.plugin import post_chat, video_body
+
     from mmgvid_vllm.media import data_url
 
     r = post_chat(loader_server, video_body(data_url(_clip(n=1))))
@@ -306,8 +310,8 @@ def test_server_one_frame_mp4(loader_server):
 @pytest.mark.parametrize("name", ["garbage", "truncated-moov-at-end", "limit"])
 def test_server_bad_video_is_400_and_server_keeps_serving(loader_server, name):
     import requests as http
-
     from helpers.plugin import post_chat, video_body
+
     from mmgvid_vllm.media import data_url
 
     if name == "garbage":

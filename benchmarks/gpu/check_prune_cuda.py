@@ -48,7 +48,8 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     tokens, retention = video(1)
     deterministic = torch.equal(prune(tokens.to(args.device), retention).cpu(), prune(tokens, retention))
-    print(f"cpu vs {args.device}: {args.cases - len(mismatches)}/{args.cases} identical; mismatching cases: {mismatches}")
+    print(f"cpu vs {args.device}: {args.cases - len(mismatches)}/{args.cases} identical; "
+          f"mismatching cases: {mismatches}")
     print(f"under use_deterministic_algorithms: {'identical' if deterministic else 'DIFFERENT'}")
 
 

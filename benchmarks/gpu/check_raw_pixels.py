@@ -28,13 +28,15 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     video_processor = AutoProcessor.from_pretrained(args.model).video_processor
     normalization = fused_normalization(video_processor, {})
-    print(f"transformers {transformers.__version__}, {type(video_processor).__name__}, normalisation {normalization.tolist()}")
+    print(f"transformers {transformers.__version__}, {type(video_processor).__name__}, "
+          f"normalisation {normalization.tolist()}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     failures = 0
     for i, shape in enumerate(SHAPES):
         video = np.random.default_rng(i).integers(0, 256, (*shape, 3), dtype=np.uint8)
         vanilla = video_processor(video, return_tensors="pt")["pixel_values_videos"][0].to(dtype)
-        raw = video_processor(video, return_tensors="pt", do_rescale=False, do_normalize=False)["pixel_values_videos"][0]
+        raw = video_processor(video, return_tensors="pt", do_rescale=False, do_normalize=False)
+        raw = raw["pixel_values_videos"][0]
         sent = raw.to(dtype)
         for device in devices:
             ours = normalize_video(sent.to(device), normalization, dtype).cpu()

@@ -51,8 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", type=Path, help="the MMGVID_KEPT_LOG_DIR the server ran with")
     parser.add_argument("--ranks", type=int, default=2, help="rank files expected (default: 2)")
-    parser.add_argument("--retention", type=float, default=0.25, help="retention that --min-videos counts (default: 0.25)")
-    parser.add_argument("--min-videos", type=int, default=50, help="distinct videos needed at --retention (default: 50)")
+    parser.add_argument("--retention", type=float, default=0.25,
+                        help="retention that --min-videos counts (default: 0.25)")
+    parser.add_argument("--min-videos", type=int, default=50,
+                        help="distinct videos needed at --retention (default: 50)")
     parser.add_argument("--out", type=Path, default=None, help="write the comparison as JSON here")
     args = parser.parse_args()
 
@@ -67,7 +69,8 @@ def main() -> None:
     if report["mismatches"]:
         problems.append(f"{len(report['mismatches'])} video(s) differ between ranks, first: {report['mismatches'][:3]}")
     if distinct < args.min_videos:
-        problems.append(f"only {distinct} distinct videos pruned at retention {args.retention} (need {args.min_videos})")
+        problems.append(f"only {distinct} distinct videos pruned at retention {args.retention} "
+                        f"(need {args.min_videos})")
     report.update(ok=not problems, problems=problems)
 
     print("| retention | videos | distinct videos | ranks | identical on every rank |")

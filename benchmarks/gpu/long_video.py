@@ -142,7 +142,8 @@ def main() -> None:
     p.add_argument("--retentions", nargs="+", default=["none"], help='"none" = no mm_processor_kwargs (vanilla)')
     p.add_argument("--videos", nargs="+", default=list(TTFT_VIDEOS), help="corpus names (mmgvid_vllm.corpus)")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--load-videos", nargs="*", default=[LOAD_VIDEO], help=f"videos of the requests/s points ({CLIP!r}: the short clip)")
+    p.add_argument("--load-videos", nargs="*", default=[LOAD_VIDEO],
+                   help=f"videos of the requests/s points ({CLIP!r}: the short clip)")
     p.add_argument("--concurrency", type=int, nargs="*", default=[16, 64])
     p.add_argument("--requests", type=int, default=0, help="per load point (default 4 x concurrency)")
     p.add_argument("--max-tokens", type=int, default=32, help="output tokens of the requests/s points")

@@ -139,7 +139,8 @@ async def probe(session: aiohttp.ClientSession, url: str, model: str, video: str
         return json.loads(text)["usage"]["prompt_tokens"]
 
 
-async def long_request(session: aiohttp.ClientSession, url: str, body: dict, t0: float, gap: float, state: dict) -> None:
+async def long_request(session: aiohttp.ClientSession, url: str, body: dict, t0: float, gap: float,
+                       state: dict) -> None:
     """Stream one request until it ends or is cancelled; records when its first chunk came, how
     many chunks (about one per token) arrived, and its decoding intervals: runs of chunks (relative
     to t0) with no pause longer than `gap` s (a preempted request pauses)."""
@@ -213,7 +214,8 @@ async def run_config(session, args, model: str, video: str, retention: float, de
         computed = (kv_tokens // block) // math.ceil((prompt_tokens + 1) / block)
     if args.requests == "auto":
         if computed is None:
-            tqdm.write(f"warning: no KV cache size in vllm:cache_config_info; sending --max-requests ({args.max_requests})")
+            tqdm.write("warning: no KV cache size in vllm:cache_config_info; "
+                       f"sending --max-requests ({args.max_requests})")
             n = args.max_requests
         else:
             n = min(args.max_requests, math.ceil(args.overcommit * computed) + 8)
@@ -221,8 +223,8 @@ async def run_config(session, args, model: str, video: str, retention: float, de
         n = int(args.requests)
     result = {"retention": retention, "prompt_tokens": prompt_tokens, "requests": n, "hold": hold,
               "kv_cache_tokens": kv_tokens, "computed_capacity": computed}
-    tqdm.write(f"retention {retention}: prompt {prompt_tokens} tokens, computed capacity {computed}, sending {n} requests"
-               + (" (engine paused until all are queued)" if hold else ""))
+    tqdm.write(f"retention {retention}: prompt {prompt_tokens} tokens, computed capacity {computed}, "
+               f"sending {n} requests" + (" (engine paused until all are queued)" if hold else ""))
 
     body = chat_body(model, video, retention, args.max_tokens, True)
     preempt0 = m0["preemptions"] or 0
@@ -251,11 +253,13 @@ async def run_config(session, args, model: str, video: str, retention: float, de
                     bar.update(max(0, min(queued, n) - bar.n))
                     if not progress and time.monotonic() - last_log >= args.log_every:
                         last_log = time.monotonic()
-                        print(f"  [{last_log - t0:6.1f} s] r={retention} paused, {queued}/{n} queued, {failed} failed", flush=True)
+                        print(f"  [{last_log - t0:6.1f} s] r={retention} paused, {queued}/{n} queued, "
+                              f"{failed} failed", flush=True)
                     if queued + failed >= n:
                         break
                     if time.monotonic() > hold_deadline:
-                        tqdm.write(f"warning: only {queued} of {n} requests preprocessed after {args.hold_timeout:.0f} s; resuming")
+                        tqdm.write(f"warning: only {queued} of {n} requests preprocessed after "
+                                   f"{args.hold_timeout:.0f} s; resuming")
                         break
                     await asyncio.sleep(args.poll)
             await asyncio.sleep(1.0)  # the last processed requests reach the engine's queue
@@ -265,7 +269,8 @@ async def run_config(session, args, model: str, video: str, retention: float, de
         t_run = time.monotonic()
         last_rise = t_run
         stop = "time limit"
-        with tqdm(desc=f"r={retention} running", disable=not progress, bar_format="{desc}: {postfix} [{elapsed}]") as bar:
+        with tqdm(desc=f"r={retention} running", disable=not progress,
+                  bar_format="{desc}: {postfix} [{elapsed}]") as bar:
             while True:
                 m = await scrape(session, url)
                 now = time.monotonic()
@@ -290,9 +295,9 @@ async def run_config(session, args, model: str, video: str, retention: float, de
                                     f"preempted {point['preemptions']:.0f}")
                 if not progress and now - last_log >= args.log_every:
                     last_log = now
-                    print(f"  [{now - t0:6.1f} s] r={retention} running {m['running']:.0f} waiting {m['waiting']:.0f} "
-                          f"kv {100 * (m['kv_usage'] or 0):.1f}% streaming {decoding} preempted {point['preemptions']:.0f}",
-                          flush=True)
+                    print(f"  [{now - t0:6.1f} s] r={retention} running {m['running']:.0f} "
+                          f"waiting {m['waiting']:.0f} kv {100 * (m['kv_usage'] or 0):.1f}% "
+                          f"streaming {decoding} preempted {point['preemptions']:.0f}", flush=True)
                 if (m["waiting"] or 0) > 0 and peak["running"] > 0 and now - last_rise >= args.plateau:
                     stop = "plateau with requests waiting"
                     break
@@ -380,14 +385,15 @@ def main() -> None:
                         help="--requests auto sends this x the computed capacity + 8 (default: 1.15)")
     parser.add_argument("--max-requests", type=int, default=1000,
                         help="cap for --requests auto, and its value without a known KV size (default: 1000)")
-    parser.add_argument("--max-tokens", type=int, default=1024, help="output tokens per request, ignore_eos (default: 1024)")
+    parser.add_argument("--max-tokens", type=int, default=1024,
+                        help="output tokens per request, ignore_eos (default: 1024)")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--size", type=int, default=384, help="video width and height in pixels (default: 384)")
     parser.add_argument("--time-limit", type=float, default=120.0,
                         help="seconds per configuration after the requests are released (default: 120)")
     parser.add_argument("--plateau", type=float, default=8.0,
-                        help="stop once, with requests waiting, running and streaming have not risen and no request finished "
-                        "its prefill for this many seconds (default: 8)")
+                        help="stop once, with requests waiting, running and streaming have not risen and no "
+                        "request finished its prefill for this many seconds (default: 8)")
     parser.add_argument("--hold", choices=("auto", "on", "off"), default="auto",
                         help="pause the engine until all requests are queued (auto: where /pause exists)")
     parser.add_argument("--hold-timeout", type=float, default=300.0,
@@ -398,7 +404,8 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=3.0,
                         help="a stream pause longer than this many seconds ends a request's decoding interval "
                         "(it was preempted); must exceed the longest engine step (default: 3)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars; a status line every --log-every s")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars; a status line every --log-every s")
     parser.add_argument("--log-every", type=float, default=10.0, help="seconds between status lines with --no-progress")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/max_concurrency.json"))
     args = parser.parse_args()
@@ -428,12 +435,14 @@ def main() -> None:
             print(f"retention {r['retention']}: KV cache at most {100 * (r['max_kv_usage'] or 0):.0f}% used: "
                   "the limit was something else (--max-num-seqs, encoder budget)")
         if r["kv_tokens_per_running_request"] and r["kv_tokens_per_running_request"] < r["prompt_tokens"]:
-            print(f"retention {r['retention']}: at the running peak a request held {r['kv_tokens_per_running_request']:.0f} "
-                  f"KV tokens on average, fewer than its {r['prompt_tokens']} prompt tokens: the peak counts requests "
+            print(f"retention {r['retention']}: at the running peak a request held "
+                  f"{r['kv_tokens_per_running_request']:.0f} KV tokens on average, fewer than its "
+                  f"{r['prompt_tokens']} prompt tokens: the peak counts requests "
                   "still being prefilled (see preemptions); peak decoding is the safer figure")
         if r["preemptions_at_peak_decoding"]:
-            print(f"retention {r['retention']}: {r['preemptions_at_peak_decoding']:.0f} preemptions before the decoding "
-                  "peak: a request preempted and resumed within --gap counts in between; compare with peak running")
+            print(f"retention {r['retention']}: {r['preemptions_at_peak_decoding']:.0f} preemptions before "
+                  "the decoding peak: a request preempted and resumed within --gap counts in between; "
+                  "compare with peak running")
         if not r["idle_after"]:
             print(f"retention {r['retention']}: the server was not idle after cancelling")
     args.out.parent.mkdir(parents=True, exist_ok=True)

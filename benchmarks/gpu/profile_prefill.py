@@ -125,7 +125,8 @@ def main() -> None:
     steps = [b for b in bursts(gpu) if sum(e["dur"] for e in b) > 5_000]  # prefill steps, not stray kernels
     if len(steps) != len(args.retentions):
         print(f"warning: {len(steps)} GPU bursts for {len(args.retentions)} requests", file=sys.stderr)
-    result = {"trace": str(trace), "steps": {str(r): summarize(b, cpu, args.top) for r, b in zip(args.retentions, steps)}}
+    result = {"trace": str(trace),
+              "steps": {str(r): summarize(b, cpu, args.top) for r, b in zip(args.retentions, steps)}}
     for r, s in result["steps"].items():
         print(f"\n## retention {r}: span {s['span_ms']:.1f} ms, GPU busy {s['busy_ms']:.1f}, idle {s['idle_ms']:.1f}")
         print("largest idle gaps (at ms: ms, after -> before):")

@@ -131,8 +131,10 @@ def main() -> None:
     parser.add_argument("--num-frames", type=int, default=None,
                         help="frames vLLM samples per video (media_io_kwargs; default: the model's, 32)")
     parser.add_argument("--size", type=int, default=384, help="video width and height in pixels")
-    parser.add_argument("--repeats", type=int, default=10, help="timed requests per configuration (video and text each)")
-    parser.add_argument("--warmup", type=int, default=4, help="untimed requests per configuration (video and text each)")
+    parser.add_argument("--repeats", type=int, default=10,
+                        help="timed requests per configuration (video and text each)")
+    parser.add_argument("--warmup", type=int, default=4,
+                        help="untimed requests per configuration (video and text each)")
     parser.add_argument("--max-tokens", type=int, default=1, help="output tokens of the video requests")
     parser.add_argument("--no-llm-prefill", action="store_true", help="skip the text-only LLM prefill requests")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ttft.json"))
@@ -154,7 +156,8 @@ def main() -> None:
 
     summary: dict[float, dict] = {}
     for retention, rows in samples.items():
-        summary[retention] = {key: statistics.median(row[key] for row in rows) for key in ("ttft_s", "prefill_s", "prompt_tokens")}
+        summary[retention] = {key: statistics.median(row[key] for row in rows)
+                              for key in ("ttft_s", "prefill_s", "prompt_tokens")}
 
     llm_samples: dict[float, list[dict]] = {r: [] for r in args.retentions}
     if not args.no_llm_prefill:
@@ -190,14 +193,16 @@ def main() -> None:
     for retention, s in summary.items():
         print(f"| {retention} | {s['prompt_tokens']:.0f} | {s['ttft_s'] * 1e3:.1f} | {s['prefill_s'] * 1e3:.1f} | "
               f"{s['ttft_speedup']:.2f}x | {s['prefill_speedup']:.2f}x |"
-              + (f" {s['llm_prefill_ms']:.1f} | {s['llm_prefill_speedup']:.2f}x | {s['vision_pruning_ms']:.1f} |" if llm else ""))
+              + (f" {s['llm_prefill_ms']:.1f} | {s['llm_prefill_speedup']:.2f}x | {s['vision_pruning_ms']:.1f} |"
+                 if llm else ""))
     missing = sum(not row["stats_seen"] for rows in (*samples.values(), *llm_samples.values()) for row in rows)
     if missing:
-        print(f"warning: {missing} timed requests finished before their prefill time reached /metrics (prefill read as 0 or low)")
+        print(f"warning: {missing} timed requests finished before their prefill time reached /metrics "
+              "(prefill read as 0 or low)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"frames": args.frames, "num_frames": args.num_frames, "size": args.size, "repeats": args.repeats,
-                                    "warmup": args.warmup, "summary": summary, "samples": samples,
-                                    "llm_samples": llm_samples}, indent=1))
+    args.out.write_text(json.dumps({"frames": args.frames, "num_frames": args.num_frames, "size": args.size,
+                                    "repeats": args.repeats, "warmup": args.warmup, "summary": summary,
+                                    "samples": samples, "llm_samples": llm_samples}, indent=1))
     print(f"wrote {args.out}")
 
 

@@ -35,7 +35,8 @@ def _clip(vanilla: dict, ours: dict) -> dict:
                       **{r: round(s["ttft_s"] * 1e3, 1) for r, s in ours["summary"].items()}}
     out["llm_prefill_ms"] = {"vanilla": round(van["llm_prefill_s"] * 1e3, 1),
                              **{r: round(s["llm_prefill_s"] * 1e3, 1) for r, s in ours["summary"].items()}}
-    out["prompt_tokens"] = {"vanilla": van["prompt_tokens"], **{r: s["prompt_tokens"] for r, s in ours["summary"].items()}}
+    out["prompt_tokens"] = {"vanilla": van["prompt_tokens"],
+                            **{r: s["prompt_tokens"] for r, s in ours["summary"].items()}}
     if "1.0" in ours["summary"]:
         out["retention_1_overhead_pct"] = round(100 * (ours["summary"]["1.0"]["ttft_s"] / van["ttft_s"] - 1), 1)
     return out

@@ -93,7 +93,7 @@ class _Plan:
     offsets: list[list[int]]
 
     @classmethod
-    def build(cls, segments: list[Segment], frame_budgets: list[int]) -> "_Plan":
+    def build(cls, segments: list[Segment], frame_budgets: list[int]) -> _Plan:
         ordered = sorted(segments, key=len, reverse=True)
         length = len(ordered[0])
         frames = [list(seg) + [-1] * (length - len(seg)) for seg in ordered]

@@ -425,7 +425,8 @@ def _merge_tile(dots, rows, row_ok, kept, col_ok, count, tiles, region, inv_norm
         tl.store(counter, 0)  # ready for the next push
         near = nearest + rows * KNN
         r0, r1 = _load_slot(near, 0, row_ok, KNN), _load_slot(near, 1, row_ok, KNN)
-        r2, r3, r4 = _load_slot(near, 2, row_ok, KNN), _load_slot(near, 3, row_ok, KNN), _load_slot(near, 4, row_ok, KNN)
+        r2, r3 = _load_slot(near, 2, row_ok, KNN), _load_slot(near, 3, row_ok, KNN)
+        r4 = _load_slot(near, 4, row_ok, KNN)
         for tile in range(0, tiles):  # written by other programs of this launch: bypass L1
             lists = partial + (tile * T * M + rows) * KNN
             for slot in tl.static_range(KNN):

@@ -1,1 +1,2 @@
-"""Test-only helpers: the plugin server tests' requests and flags (``plugin``), the Triton interpreter cases (``triton_cases``)."""
+"""Test-only helpers: the plugin server tests' requests and flags (``plugin``), the Triton
+interpreter cases (``triton_cases``)."""

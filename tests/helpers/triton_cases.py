@@ -30,7 +30,10 @@ def case_video(case: int) -> tuple[torch.Tensor, list[range], list[int]]:
     if case % 5 == 1:  # several windows, and more kept tokens per window than one push tile holds
         frames, per_frame = frames + 8, per_frame + 30
     # Every third case is wide enough (D 130-260) for tile products over several feature chunks.
-    dim = int(torch.randint(130, 260, (), generator=gen)) if case % 3 == 2 else int(torch.randint(4, 80, (), generator=gen))
+    if case % 3 == 2:
+        dim = int(torch.randint(130, 260, (), generator=gen))
+    else:
+        dim = int(torch.randint(4, 80, (), generator=gen))
     scenes = torch.randn(3, per_frame, dim, generator=gen)
     tokens = torch.stack([scenes[t * 3 // frames] + 0.3 * torch.randn(per_frame, dim, generator=gen)
                           for t in range(frames)])
@@ -53,7 +56,8 @@ def main() -> None:
     stage3 = []
     for case in range(args.cases):
         tokens, segments, budgets = case_video(case)
-        if not torch.equal(select_tokens_triton(tokens, segments, budgets, 5), select_tokens(tokens, segments, budgets, 5)):
+        expected = select_tokens(tokens, segments, budgets, 5)
+        if not torch.equal(select_tokens_triton(tokens, segments, budgets, 5), expected):
             stage3.append(case)
     whole = []
     for case in range(args.cases // 3):
