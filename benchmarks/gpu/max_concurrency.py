@@ -57,7 +57,7 @@ from pathlib import Path
 import aiohttp
 from tqdm import tqdm
 
-from mmgvid_vllm.client import metric_samples
+from mmgvid_vllm.client import chat_body, metric_samples
 from mmgvid_vllm.media import data_url, make_video_bytes
 
 GAUGES = {
@@ -117,22 +117,14 @@ def max_overlap(intervals: list[list[float]]) -> tuple[int, float | None]:
     return best, when
 
 
-def chat_body(model: str, video: str, retention: float, max_tokens: int, stream: bool) -> dict:
-    body = {
-        "model": model, "max_tokens": max_tokens, "temperature": 0.0, "ignore_eos": True,
-        "messages": [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": video}},
-            {"type": "text", "text": "Describe the video in detail."}]}],
-        "mm_processor_kwargs": {"mmgvid_retention": retention},
-    }
-    if stream:
-        body["stream"] = True
-    return body
+def _body(model: str, video: str, retention: float, max_tokens: int, **params) -> dict:
+    return chat_body(model, video, retention=retention, max_tokens=max_tokens, prompt="Describe the video in detail.",
+                     ignore_eos=True, **params)
 
 
 async def probe(session: aiohttp.ClientSession, url: str, model: str, video: str, retention: float) -> int:
     """One short request: the prompt length of this configuration (also a warm-up)."""
-    async with session.post(f"{url}/v1/chat/completions", json=chat_body(model, video, retention, 1, False)) as r:
+    async with session.post(f"{url}/v1/chat/completions", json=_body(model, video, retention, 1)) as r:
         text = await r.text()
         if r.status != 200:
             raise RuntimeError(f"probe request answered {r.status}: {text[:1000]}")
@@ -226,7 +218,7 @@ async def run_config(session, args, model: str, video: str, retention: float, de
     tqdm.write(f"retention {retention}: prompt {prompt_tokens} tokens, computed capacity {computed}, "
                f"sending {n} requests" + (" (engine paused until all are queued)" if hold else ""))
 
-    body = chat_body(model, video, retention, args.max_tokens, True)
+    body = _body(model, video, retention, args.max_tokens, stream=True)
     preempt0 = m0["preemptions"] or 0
     processed0 = m0["processed_videos"] or 0
     states = [dict() for _ in range(n)]
