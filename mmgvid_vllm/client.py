@@ -57,14 +57,15 @@ class StreamResult:
     text: str
 
 
-def stream_chat(url: str, body: dict, timeout: float = 600.0) -> StreamResult:
-    """POST ``body`` to ``url``/v1/chat/completions as a stream (with ``include_usage``) and time it.
+def stream_chat(url: str, body: dict, timeout: float = 600.0, path: str = "/v1/chat/completions") -> StreamResult:
+    """POST ``body`` to ``url`` + ``path`` as a stream (with ``include_usage``) and time it;
+    ``path="/v1/completions"`` streams a plain completion the same way.
 
     Raises ``RuntimeError`` on an HTTP error, an error in the stream, or a stream without a token."""
     body = body | {"stream": True, "stream_options": {"include_usage": True}}
     ttft, usage, text = None, None, []
     start = time.perf_counter()
-    with requests.post(f"{url}/v1/chat/completions", json=body, stream=True, timeout=timeout) as response:
+    with requests.post(f"{url}{path}", json=body, stream=True, timeout=timeout) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {response.text[:1000]}")
         for line in response.iter_lines():
@@ -76,7 +77,7 @@ def stream_chat(url: str, body: dict, timeout: float = 600.0) -> StreamResult:
             if choices := chunk.get("choices"):
                 if ttft is None:
                     ttft = time.perf_counter() - start
-                text.append((choices[0].get("delta") or {}).get("content") or "")
+                text.append((choices[0].get("delta") or {}).get("content") or choices[0].get("text") or "")
             usage = chunk.get("usage") or usage
     latency = time.perf_counter() - start
     if ttft is None or usage is None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
-from mmgvid_vllm.client import chat_body, metric_sum
+from mmgvid_vllm.client import chat_body, metric_sum, stream_chat
 from mmgvid_vllm.media import data_url, make_video_bytes
 
 # Ordinary text for the token pool of the LLM-only requests (tokenised by the server itself).
@@ -51,34 +51,19 @@ def prefill_totals(url: str) -> tuple[float, float]:
 
 
 def timed_stream(url: str, path: str, body: dict) -> dict:
-    """POST a streaming request; returns ttft_s, prefill_s, prompt_tokens.
+    """Stream one request (``client.stream_chat``); returns ttft_s, prefill_s, prompt_tokens.
 
     prefill_s is the change of the prefill histogram's sum; /metrics is polled (up to 5 s) until
     its count has grown by one, so the finished request's stats are in."""
     before_sum, before_count = prefill_totals(url)
-    start = time.perf_counter()
-    ttft, usage = None, None
-    with requests.post(f"{url}{path}", json=body, stream=True, timeout=600) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"{path} answered {response.status_code}: {response.text[:1000]}")
-        for line in response.iter_lines():
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if ttft is None and chunk.get("choices"):
-                choice = chunk["choices"][0]
-                if (choice.get("delta") or {}).get("content") is not None or choice.get("text") is not None:
-                    ttft = time.perf_counter() - start
-            usage = chunk.get("usage") or usage
+    result = stream_chat(url, body, path=path)
     deadline = time.monotonic() + 5.0
     while True:
         after_sum, after_count = prefill_totals(url)
         if after_count >= before_count + 1 or time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    if usage is None:
-        raise RuntimeError(f"{path}: no usage in the stream (stream_options.include_usage unsupported?)")
-    return {"ttft_s": ttft, "prefill_s": after_sum - before_sum, "prompt_tokens": usage["prompt_tokens"],
+    return {"ttft_s": result.ttft, "prefill_s": after_sum - before_sum, "prompt_tokens": result.usage["prompt_tokens"],
             "stats_seen": after_count >= before_count + 1}
 
 
@@ -87,8 +72,7 @@ def video_request(url: str, model: str, video: str, retention: float | None, max
     """Stream one chat completion with one video at the given retention (None: no
     ``mm_processor_kwargs``, what a vanilla vLLM server is sent); ``num_frames``: the frames vLLM
     samples (``media_io_kwargs``; None: the model's default, 32 for LLaVA-OneVision)."""
-    body = chat_body(model, video, retention=retention, max_tokens=max_tokens, prompt="Describe the video.",
-                     stream=True, stream_options={"include_usage": True})
+    body = chat_body(model, video, retention=retention, max_tokens=max_tokens, prompt="Describe the video.")
     if num_frames is not None:
         body["media_io_kwargs"] = {"video": {"num_frames": num_frames}}
     return timed_stream(url, "/v1/chat/completions", body)
@@ -108,8 +92,7 @@ def token_pool(url: str, model: str) -> list[int]:
 def text_request(url: str, model: str, pool: list[int], num_tokens: int, seed: int) -> dict:
     """Stream one completion whose prompt is exactly num_tokens token ids (random, seeded)."""
     ids = random.Random(seed).choices(pool, k=num_tokens)
-    body = {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0}
     result = timed_stream(url, "/v1/completions", body)
     if result["prompt_tokens"] != num_tokens:
         raise RuntimeError(f"text prompt has {result['prompt_tokens']} tokens, wanted {num_tokens}")
