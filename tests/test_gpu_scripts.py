@@ -106,3 +106,35 @@ def test_check_prune_cuda_runs_on_any_device():
 def test_check_raw_pixels():
     stdout = run("gpu/check_raw_pixels.py", str(ensure_tiny_model()))
     assert "DIFFERENT" not in stdout and stdout.count("on cpu: raw torch.uint8, identical") == 5
+
+
+def test_vs_vanilla_headline(tmp_path):
+    """gpu.json's headline from one lease's files: speedups = vanilla's median / ours."""
+    from benchmarks.gpu.vs_vanilla import headline, table
+
+    def ttft(**configs):
+        return {"summary": {r: {"ttft_s": t, "prefill_s": t / 2, "llm_prefill_s": t / 4, "prompt_tokens": 100}
+                            for r, t in configs.items()}}
+
+    files = {
+        "vanilla.json": {"ttft_ms": {"v": {"None": 900.0}}, "rps": {"clip": {"64": {"None": 5.0}}},
+                         "decode": {"1": {"None": {"rps": 1.0, "latency_ms": 400.0, "ttft_ms": 100.0, "tpot_ms": 2.0}}},
+                         "decode_video": "clip"},
+        "mmgvid.json": {"ttft_ms": {"v": {"1.0": 1000.0, "0.25": 300.0}},
+                        "rps": {"clip": {"64": {"1.0": 5.0, "0.25": 12.5}}},
+                        "decode": {"1": {r: {"rps": 1.0, "latency_ms": 200.0, "ttft_ms": 50.0, "tpot_ms": 1.0}
+                                         for r in ("1.0", "0.25")}}},
+        "ttft_vanilla_32.json": ttft(null=0.3), "ttft_mmgvid_32.json": ttft(**{"1.0": 0.303, "0.25": 0.1}),
+        "ttft_vanilla_64.json": ttft(null=0.6), "ttft_mmgvid_64.json": ttft(**{"1.0": 0.6, "0.25": 0.15}),
+    }
+    for name, doc in files.items():
+        (tmp_path / name).write_text(json.dumps(doc))
+    doc = headline(tmp_path, "test card", "0.26.0")
+    assert doc["baseline"] == "vanilla vLLM 0.26.0" and doc["device"] == "test card"
+    assert doc["vs_vanilla"]["ttft_speedup"] == {"1.0": 0.99, "0.25": 3.0}
+    assert doc["vs_vanilla"]["retention_1_overhead_pct"] == 1.0
+    assert doc["vs_vanilla"]["throughput_ratio"] == {"64": {"1.0": 1.0, "0.25": 2.5}}
+    assert doc["llava_video_64"]["llm_prefill_speedup"] == {"1.0": 1.0, "0.25": 4.0}
+    assert doc["long_video"]["v"]["ttft_speedup"] == {"1.0": 0.9, "0.25": 3.0}
+    assert doc["decode"]["by_concurrency"]["1"]["tpot_speedup"] == {"1.0": 2.0, "0.25": 2.0}
+    assert "| concurrency 64 | 1.00x | 2.50x |" in table(doc)
