@@ -3,7 +3,7 @@
 # installs the staged vLLM 0.26 and this package, times the pruning on the GPU, serves a
 # LLaVA-OneVision-7B-shaped model with dummy weights and the mmgvid plugin, and measures
 # TTFT / prefill, baseline vs pruned, in one run. The server is started in its own session
-# and left running for later calls in the same lease (benchmarks/gpu/run_load.sh, run_capacity.sh).
+# and left running for later calls in the same lease (benchmarks/gpu/run_capacity.sh).
 # Env: API_SERVERS (1), TP (1: --tensor-parallel-size), REPEATS (10), TTFT_RETENTIONS ("1.0 0.25 0.15 0.10"),
 # PREFILL_GRAPHS_UP_TO (0) and PROFILER_DIR (below), KEPT_LOG_DIR (unset: MMGVID_KEPT_LOG_DIR, each
 # rank logs its kept indices; benchmarks/gpu/check_tp_ranks.py compares them), SKIP_PRUNE_SPEED / SKIP_TTFT
