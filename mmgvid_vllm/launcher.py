@@ -24,7 +24,7 @@ Plugins: vLLM loads *every* installed ``vllm.general_plugins`` entry point
 ``env={"VLLM_PLUGINS": "mmgvid", "MMGVID_RETENTION": "0.25"}`` for pruning.
 ``env`` values of ``None`` remove inherited variables.
 
-``CPU_DEFAULT_ARGS`` are the flags the tiny model needs on a CPU-only machine;
+``CPU_DEFAULT_ARGS`` are the flags the tiny model needs on a CPU-only machine (``mmgvid serve``'s);
 they are used when ``extra_args`` is None. Flags in ``extra_args`` are passed
 verbatim after ``--model/--host/--port``. ``api_server_pids()`` lists the processes vLLM
 started as extra API servers (none with one API server: the launched process serves itself).
@@ -45,19 +45,14 @@ from pathlib import Path
 import psutil
 import requests
 
-from mmgvid_vllm.cli import vllm_server_command
+from mmgvid_vllm.cli import CPU_TINY_DEFAULTS, vllm_server_command
 
 __all__ = ["CPU_DEFAULT_ARGS", "VllmServer", "ServerStartError", "free_port"]
 
+# `mmgvid serve`'s defaults for the tiny model on a CPU (one list: tests and benchmarks serve vanilla
+# vLLM with exactly these flags), but --host, which VllmServer passes itself.
 CPU_DEFAULT_ARGS: tuple[str, ...] = (
-    "--enforce-eager",
-    "--max-model-len", "8192",
-    "--max-num-batched-tokens", "8192",  # a 32-frame video is 6273 tokens
-    "--limit-mm-per-prompt", '{"video": 1, "image": 1}',
-    # An explicit KV-cache size skips vLLM's CPU memory-utilisation check,
-    # which fails on shared machines (it wants 92% of the NUMA node free).
-    "--kv-cache-memory-bytes", "512M",
-    "--dtype", "float32",  # as `mmgvid serve` on a CPU (cli.CPU_TINY_DEFAULTS)
+    *(arg for flags, args in CPU_TINY_DEFAULTS if "--host" not in flags for arg in args),
     "--trust-request-mm-kwargs",
     "--uvicorn-log-level", "warning",
 )
