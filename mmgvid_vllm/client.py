@@ -27,14 +27,18 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def chat_body(model: str | None, video_url: str, *, retention: float | None = None, max_tokens: int = 1,
-              prompt: str = PROMPT, **params) -> dict:
+              prompt: str = PROMPT, video_uuid: str | None = None, **params) -> dict:
     """A greedy chat-completions body: one user message = the video (``http(s)://``, ``file://`` or
     ``data:`` URL) + ``prompt``; ``retention`` goes in ``mm_processor_kwargs.mmgvid_retention``;
     ``params`` (``stream``, ``ignore_eos``, ``mm_processor_kwargs``...) are added as they are.
-    ``model=None`` leaves the model out (the caller adds it)."""
+    ``model=None`` leaves the model out (the caller adds it); ``video_uuid``: the video's multimodal
+    ``uuid`` (vLLM's cache key for it; a new one per request means no cache answers)."""
+    video = {"type": "video_url", "video_url": {"url": video_url}}
+    if video_uuid is not None:
+        video["uuid"] = video_uuid
     body = {
         "messages": [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": video_url}},
+            video,
             {"type": "text", "text": prompt},
         ]}],
         "max_tokens": max_tokens,

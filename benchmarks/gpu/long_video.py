@@ -39,8 +39,6 @@ from mmgvid_vllm.media import data_url, make_video_bytes
 
 TTFT_VIDEOS = ("h264_480p_10s", "h264_480p_5min", "h264_480p_10min", "h264_480p_60min", "h264_1080p_5min")
 LOAD_VIDEO = "h264_480p_5min"
-
-
 CLIP = "clip"  # the short-clip benchmarks' video: 4 s, 384x384, 8 fps, MPEG-4, all 32 frames sampled
 
 
@@ -54,8 +52,8 @@ def video_url(name: str) -> str:
 def streamed(url: str, model: str, video: str, retention: float | None, max_tokens: int) -> dict:
     """One streamed request, its video with its own multimodal ``uuid`` (no cache answers):
     ``ttft_s``, ``latency_s`` and ``tpot_s`` (the time per output token after the first)."""
-    body = chat_body(model, video, retention=retention, max_tokens=max_tokens, ignore_eos=True)
-    body["messages"][0]["content"][0]["uuid"] = uuid.uuid4().hex
+    body = chat_body(model, video, retention=retention, max_tokens=max_tokens, video_uuid=uuid.uuid4().hex,
+                     ignore_eos=True)
     result = stream_chat(url, body, timeout=900)
     tokens = result.usage["completion_tokens"]
     return {"ttft_s": result.ttft, "latency_s": result.latency,
