@@ -66,6 +66,7 @@ import bisect
 import io
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -375,6 +376,7 @@ def _decode_targets(data: bytes, stream, index: _Index, targets: list[int], dead
 
 
 _POOLS: dict = {}  # (pid, size) -> ThreadPoolExecutor: this process's decode threads
+_POOLS_LOCK = threading.Lock()  # requests load videos on several threads: one pool, not one each
 
 
 def _decode_pool(size: int):
@@ -388,9 +390,10 @@ def _decode_pool(size: int):
     from concurrent.futures import ThreadPoolExecutor
 
     key = (os.getpid(), size)
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(size, thread_name_prefix="mmgvid-decode")
-    return _POOLS[key]
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(size, thread_name_prefix="mmgvid-decode")
+        return _POOLS[key]
 
 
 def default_workers() -> int:
