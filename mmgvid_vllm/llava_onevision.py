@@ -40,13 +40,13 @@ Choices:
   processor, so no per-request processor is built.
 * Images and video embeddings passed in by the user are not pruned.
 * A ``prune`` failure in the engine (non-finite features) falls back to uniform
-  selection of the same count instead of failing the batch (``prune(..., on_error=)``).
+  selection of the same count instead of failing the batch (``prune(..., on_report=)``;
+  counted and logged by ``metrics`` once the device has run the prune: no wait).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -79,8 +79,6 @@ __all__ = [
     "MMGVidMultiModalProcessor",
     "MMGVidProcessingInfo",
 ]
-
-logger = logging.getLogger(__name__)
 
 PIXEL_NORMALIZATION_KEY = "mmgvid_pixel_normalization"
 
@@ -328,13 +326,7 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
             return embeddings
         frame_tokens, newline = embeddings[:-1], embeddings[-1:]
         tokens = frame_tokens.reshape(num_frames, -1, frame_tokens.shape[-1])  # (T, M, D)
-
-        def on_error(exc: Exception) -> None:  # non-finite features
-            logger.warning("MMG-Vid: %s pruning failed (%s); using uniform selection", method, exc)
-            seen.set_error()
-
-        keep = prune(tokens, retention, method, on_segments=seen.set_segments, on_error=on_error,
-                     **self.mmgvid_config.prune_options(method))
+        keep = prune(tokens, retention, method, on_report=seen.set_report, **self.mmgvid_config.prune_options(method))
         if self.mmgvid_kept_log is not None:
             self.mmgvid_kept_log.write(tokens, keep, retention, method)
         return torch.cat((frame_tokens[keep], newline))

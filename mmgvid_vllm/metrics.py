@@ -9,14 +9,15 @@ Series (labels ``model_name`` = vLLM's served model name, as on ``vllm:*``, and
 - ``mmgvid_video_retention_ratio`` (histogram): kept / original per video (1.0 with pruning off)
 - ``mmgvid_retention_target_ratio`` (gauge): the server's configured retention (``MMGVID_RETENTION``)
 - ``mmgvid_video_segments`` (histogram): segments MMG-Vid's stage 1 split a video into (1 for a video
-  that is not segmented: pruning off, other methods); reported by ``prune(on_segments=...)``
-  (host-side, no device sync)
+  that is not segmented: pruning off, other methods); reported by ``prune(on_report=...)``
+  and read without a device sync
 - ``mmgvid_pruning_duration_seconds`` (histogram): time to prune one video, where it runs
 - ``mmgvid_api_processed_videos_total`` (counter, label ``model_name``): videos the API server's processor
   prepared, also of requests rejected afterwards: a progress signal for load tools (the engine
   reports nothing while paused), not a serving count
-- ``mmgvid_pruning_errors_total`` (counter): prunes that failed and fell back to uniform selection
-  (created at 0 with the first pruned video, so ``increase()`` sees the first error)
+- ``mmgvid_pruning_errors_total`` (counter): prunes that failed (inf or NaN features) and fell back
+  to uniform selection, each also logged as a warning (created at 0 with the first pruned video, so
+  ``increase()`` sees the first error)
 
 Where they are recorded: in the engine's worker process, where the model encodes and prunes a
 video, so only videos of requests the engine accepted count (a request that the API server
@@ -48,12 +49,14 @@ share a file with prometheus_client's own ``<type>_<pid>.db``.
 
 Pruning time: wall time on the CPU. On a CUDA device, two CUDA events are recorded around the
 prune (no synchronisation) and read once complete, at the next pruning call of the process
-(``torch.cuda.Event.query``), so a video's duration appears one pruned video late.
+(``torch.cuda.Event.query``), so a video's duration appears one pruned video late; so do its
+segment count and failure, copied to the host behind the prune (``PruneObservation.set_report``).
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import os
 import shutil
@@ -63,11 +66,19 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.utils import floatToGoString
+
+if TYPE_CHECKING:
+    import torch
+
+    from .pruning import PruneReport
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DIR_ENV",
@@ -194,23 +205,28 @@ _pending: deque = deque()  # (start event, end event, labels, observation) of CU
 
 
 class PruneObservation:
-    """What one ``time_pruning`` block learns besides its time: the segment count (1 unless
-    the pruning reports more through ``set_segments``) and whether it failed (``set_error``)."""
+    """What one ``time_pruning`` block learns besides its time: the segment count and whether
+    the pruning failed, from the ``prune(..., on_report=set_report)`` of its video (1 segment
+    and no failure when nothing reports: pruning off)."""
 
     def __init__(self) -> None:
-        self.segments = 1
-        self.failed = False
+        self.segments: int | torch.Tensor = 1
+        self.failed: bool | torch.Tensor = False
 
-    def set_segments(self, count: int) -> None:
-        self.segments = count
-
-    def set_error(self) -> None:
-        self.failed = True
+    def set_report(self, report: PruneReport) -> None:
+        """Keep the report's values, copied to the host behind the prune (no wait); they are
+        read once the prune has run (``_record_observation``)."""
+        self.segments = report.segments.to("cpu", non_blocking=True)
+        self.failed = report.failed.to("cpu", non_blocking=True)
 
 
 def _record_observation(labels: dict[str, str], observation: PruneObservation) -> None:
-    _observe("mmgvid_video_segments", labels, observation.segments)
-    _inc("mmgvid_pruning_errors", labels, float(observation.failed))
+    failed = bool(observation.failed)
+    if failed:
+        logger.warning("MMG-Vid: a video's features were inf or NaN; it kept a uniform selection instead of %s's",
+                       labels["method"])
+    _observe("mmgvid_video_segments", labels, int(observation.segments))
+    _inc("mmgvid_pruning_errors", labels, float(failed))
 
 
 def _drain_cuda_timings() -> None:
@@ -257,9 +273,9 @@ def record_video(model_name: str, method: str, original_tokens: int, kept_tokens
 def time_pruning(model_name: str, method: str, device=None):
     """Time one video's pruning and record its segment count and failure (the model's hook).
 
-    Yields a ``PruneObservation``; pass its ``set_segments`` as ``prune(..., on_segments=)``
-    and call its ``set_error`` from ``prune(..., on_error=)``. On CUDA all three are recorded
-    once the device has finished the pruning, seen at a later call.
+    Yields a ``PruneObservation``; pass its ``set_report`` as ``prune(..., on_report=)``. On
+    CUDA the time, segments and failure are recorded once the device has finished the
+    pruning, seen at a later call.
     """
     observation = PruneObservation()
     labels = {"model_name": model_name, "method": method}

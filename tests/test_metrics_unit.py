@@ -6,11 +6,13 @@ import multiprocessing
 import os
 
 import pytest
+import torch
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from mmgvid_vllm import metrics
+from mmgvid_vllm.pruning import PruneReport
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_time_pruning_records_time_and_segments(metrics_dir):
     tokens = torch.randn(8, 16, 4)
     tokens[4:] += 10  # two scenes
     with metrics.time_pruning("m", "mmgvid", tokens.device) as seen:
-        prune(tokens, 0.25, "mmgvid", on_segments=seen.set_segments)
+        prune(tokens, 0.25, "mmgvid", on_report=seen.set_report)
     with metrics.time_pruning("m", "none", tokens.device):
         pass
     s = scrape(metrics_dir)
@@ -70,11 +72,14 @@ def test_time_pruning_records_time_and_segments(metrics_dir):
     assert total(s, "mmgvid_video_segments_sum", method="mmgvid") >= 2
 
 
+FAILED = PruneReport(torch.tensor(1), torch.tensor(True))  # a prune that met inf or NaN features
+
+
 def test_dummy_runs_are_not_recorded(metrics_dir):
     def get_dummy_mm_inputs():  # the name vLLM's profiling goes through
         metrics.record_video("m", "mmgvid", 100, 25, 0.25)
         with metrics.time_pruning("m", "mmgvid") as seen:
-            seen.set_error()
+            seen.set_report(FAILED)
 
     get_dummy_mm_inputs()
     assert scrape(metrics_dir) == {}
@@ -83,7 +88,7 @@ def test_dummy_runs_are_not_recorded(metrics_dir):
 def _child(n: int) -> None:
     metrics.record_video("m", "mmgvid", 100, 10 * n, 0.25)
     with metrics.time_pruning("m", "mmgvid") as seen:
-        seen.set_error()
+        seen.set_report(FAILED)
 
 
 def test_processes_add_up(metrics_dir):

@@ -38,8 +38,8 @@ def test_three_distinct_scenes_give_three_segments_each_above_r_min():
         assert int(kept[seg.start : seg.stop].sum()) >= r_min * len(seg) * M
     assert int(kept.sum()) == num_kept(24, M, retention)
     reported = []
-    prune(video, retention, on_segments=reported.append)
-    assert reported == [3]
+    prune(video, retention, on_report=reported.append)
+    assert [(int(r.segments), bool(r.failed)) for r in reported] == [(3, False)]
 
 
 def test_single_frame_segments_merge_into_the_more_similar_neighbour():
@@ -72,7 +72,7 @@ def test_moving_object_is_kept_in_later_frames_instead_of_the_static_background(
         cells = [(3 + r) * side + (1 + t + c) for r in range(2) for c in range(2)]  # 2x2 patch moving right
         video[t, cells] = 3 * torch.randn(4, D, generator=gen)  # new pose every frame
         object_cells.append(cells)
-    keep = mmgvid_keep_mask(video.float(), num_kept(frames, M, 0.1), 0.1, MMGVidOptions())
+    keep, _, _ = mmgvid_keep_mask(video.float(), num_kept(frames, M, 0.1), 0.1, MMGVidOptions())
     assert len(segment_frames(frame_gram(video), 0.95)) == 1
     for t in range(1, frames):
         assert bool(keep[t, object_cells[t]].all()), f"frame {t} lost the moving object"

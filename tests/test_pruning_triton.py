@@ -1,7 +1,7 @@
-"""The Triton stage 3 (the CUDA path) is checked on this CPU-only machine with Triton's
-interpreter: same kept tokens as the torch stage 3 and, through ``prune``, as the
-plain-loop reference implementation of the paper's equations; with ``on_segments`` and
-``on_error`` too."""
+"""The CUDA path (stages 1-2 in ``plan_triton``, stage 3 in ``token_selection_triton``) is
+checked on this CPU-only machine with Triton's interpreter: the same plans as the host's
+stages 1-2, the same kept tokens as the torch stage 3 and, through ``prune``, as the host path
+and the plain-loop reference implementation of the paper's equations; with ``on_report``."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ def test_triton_stage3_matches_torch_and_reference_under_the_interpreter():
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result == {
         "interpreted": True,
+        "plan_mismatches": [],
         "stage3_mismatches": [],
+        "device_vs_host_prune_mismatches": [],
         "prune_vs_reference_mismatches": [],
-        "callbacks": {  # prune(..., on_segments=, on_error=)
+        "reports": {  # prune(..., on_report=)
             "mismatches": [],
-            "segments": [3, 3, 3, 3],
-            "errors": ["tokens must be finite (found inf or NaN)"],
+            "segments": [3, 3, 3, 3, 1],
+            "failed": [False, False, False, False, True],
             "nonfinite_kept_uniform": True,
         },
     }

@@ -11,12 +11,14 @@ __all__ = ["uniform_keep_mask", "random_keep_mask"]
 
 def uniform_keep_mask(num_frames: int, per_frame: int, keep: int, device: torch.device) -> torch.Tensor:
     """``(T, M)`` mask: the same count in every frame (remainder to the earliest frames),
-    spread over the frame with a stride: token ``floor((i + 1/2) * M / b)`` for ``i < b``."""
-    mask = torch.zeros(num_frames, per_frame, dtype=torch.bool)
+    spread over the frame with a stride: token ``floor((i + 1/2) * M / b)`` for ``i < b``.
+    Built on the host and copied without waiting for the device (pinned memory on CUDA)."""
+    device = torch.device(device)
+    mask = torch.zeros(num_frames, per_frame, dtype=torch.bool, pin_memory=device.type == "cuda")
     for frame, count in enumerate(split_evenly(keep, num_frames)):
         if count:
             mask[frame, ((torch.arange(count, dtype=torch.float64) + 0.5) * per_frame / count).long()] = True
-    return mask.to(device)
+    return mask.to(device, non_blocking=True)
 
 
 def random_keep_mask(num_frames: int, per_frame: int, keep: int, device: torch.device, seed: int = 0) -> torch.Tensor:

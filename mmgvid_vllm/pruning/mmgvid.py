@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .baselines import uniform_keep_mask
 from .budgeting import frame_budgets, selection_zscores
-from .segmentation import Segment, segment_frames
+from .segmentation import Segment, frame_mean_gram, segment_frames
 from .token_selection import select_tokens
 
 try:
@@ -18,7 +18,7 @@ try:
 except ImportError:  # no Triton installed: the torch implementation everywhere
     token_selection_triton = None
 
-__all__ = ["MMGVidOptions", "NonFiniteTokens", "frame_mean_gram", "mmgvid_keep_mask", "segments_and_budgets"]
+__all__ = ["MMGVidOptions", "NonFiniteTokens", "mmgvid_keep_mask", "segments_and_budgets"]
 
 
 @dataclass(frozen=True)
@@ -54,75 +54,40 @@ class MMGVidOptions:
 
 
 class NonFiniteTokens(ValueError):
-    """Some token is inf or NaN (``prune`` raises it, or passes it to its ``on_error``)."""
+    """Some token is inf or NaN (``prune`` raises it unless given ``on_report``)."""
 
     def __init__(self) -> None:
         super().__init__("tokens must be finite (found inf or NaN)")
 
 
-def _accumulation_dtype(tokens: torch.Tensor) -> torch.dtype:
-    """fp64 for fp64 tokens, fp32 otherwise."""
-    return torch.float64 if tokens.dtype == torch.float64 else torch.float32
-
-
-def frame_mean_gram(tokens: torch.Tensor, meanwhile: Callable[[], None] | None = None) -> np.ndarray:
-    """``(T, M, D)`` tokens -> ``(T, T)`` float64 host Gram matrix of the frame means (means
-    accumulated in fp32, fp64 for fp64 tokens): what stages 1 and 2 read. Syncs with the device.
-
-    ``meanwhile`` is called once the Gram matrix and its copy to the host are queued and before
-    waiting for them: device work it queues runs while the host waits and then works on stages
-    1 and 2 (on CUDA the wait is for the copy only, not for that work).
-    """
-    frame_means = tokens.mean(dim=1, dtype=_accumulation_dtype(tokens)).double()  # (T, D)
-    gram = frame_means @ frame_means.T
-    copied = None
-    if gram.is_cuda:  # copied into pinned memory behind the device work, waited for below
-        host = torch.empty(gram.shape, dtype=gram.dtype, device="cpu", pin_memory=True)
-        host.copy_(gram, non_blocking=True)
-        copied = torch.cuda.Event()
-        copied.record()
-        gram = host
-    if meanwhile is not None:
-        meanwhile()
-    if copied is not None:
-        copied.synchronize()
-    return gram.numpy()
-
-
 def segments_and_budgets(
     gram: np.ndarray, per_frame: int, keep: int, retention: float, options: MMGVidOptions
 ) -> tuple[list[Segment], list[int]]:
-    """Stages 1 and 2 from the ``(T, T)`` Gram matrix of the frame means: the segments and
-    every frame's token budget (``keep`` in all, at most ``per_frame`` each)."""
+    """Stages 1 and 2 on the host from the ``(T, T)`` Gram matrix of the frame means: the
+    segments and every frame's token budget (``keep`` in all, at most ``per_frame`` each)."""
     segments = segment_frames(gram, options.tau)
     zscores = selection_zscores(gram, segments, options.lam)
     return segments, frame_budgets(segments, zscores, per_frame, keep, options.floor_ratio(retention))
 
 
 def mmgvid_keep_mask(
-    tokens: torch.Tensor,
-    keep: int,
-    retention: float,
-    options: MMGVidOptions,
-    on_segments: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """``(T, M, D)`` tokens -> ``(T, M)`` bool mask with exactly ``keep`` True.
+    tokens: torch.Tensor, keep: int, retention: float, options: MMGVidOptions
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(T, M, D)`` tokens -> ``(T, M)`` bool mask with exactly ``keep`` True, the number of
+    segments stage 1 found (0-dim int) and whether some token is inf or NaN (0-dim bool; then
+    the mask is the uniform selection and the count 1).
 
-    The only device-to-host transfer is the ``(T, T)`` Gram matrix of the frame means
-    (stages 1 and 2 run on the host from it); it also tells whether any token is non-finite
-    (``NonFiniteTokens``).
-    Stage 3 runs in Triton on CUDA (``token_selection_triton``, its tokens staged on the device
-    while the host waits for the Gram matrix and runs stages 1 and 2), in torch elsewhere.
+    On CUDA (Triton; ``token_selection_triton.supports``) all three stages run on the device
+    (``plan_triton`` for stages 1-2) as one CUDA graph: the host queues work and never waits.
+    Elsewhere the ``(T, T)`` Gram matrix of the frame means comes to the host, stages 1 and 2
+    run there (``segments_and_budgets``) and stage 3 in torch; the results are host tensors.
     """
-    triton_path = token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn)
-    workspace = token_selection_triton.workspace_for(tokens, options.knn) if triton_path else None
-    # the one sync; the tokens are staged for the Triton stage 3 meanwhile
-    gram = frame_mean_gram(tokens, meanwhile=None if workspace is None else lambda: workspace.stage(tokens))
+    if token_selection_triton is not None and token_selection_triton.supports(tokens, options.knn):
+        workspace = token_selection_triton.workspace_for(tokens, options.knn)
+        return workspace.prune(tokens, keep, (options.tau, options.lam, options.floor_ratio(retention)))
+    gram = frame_mean_gram(tokens).cpu().numpy()
     if not all(math.isfinite(v) for v in gram.diagonal()):
-        raise NonFiniteTokens
+        return uniform_keep_mask(*tokens.shape[:2], keep, tokens.device), torch.tensor(1), torch.tensor(True)
     segments, budgets = segments_and_budgets(gram, tokens.shape[1], keep, retention, options)
-    if on_segments is not None:
-        on_segments(len(segments))
-    if workspace is not None:
-        return workspace.select(segments, budgets)
-    return select_tokens(tokens.to(_accumulation_dtype(tokens)), segments, budgets, options.knn)
+    work = tokens.double() if tokens.dtype == torch.float64 else tokens.float()
+    return select_tokens(work, segments, budgets, options.knn), torch.tensor(len(segments)), torch.tensor(False)

@@ -1,10 +1,10 @@
 """Stage 1 of MMG-Vid: similarity-based frame segmentation (paper eq. 3-4).
 
 Everything here works on the ``(T, T)`` float64 Gram matrix of the frame features
-``f_t = mean of frame t's tokens``: every cosine between frames or segments (means of
-frames, all frames having the same token count) is a ratio of sums of its entries. The
-pruning reads that one small matrix back from the device once, and stages 1 and 2 run on
-the host in float64 with no further device work.
+``f_t = mean of frame t's tokens`` (``frame_mean_gram``): every cosine between frames or
+segments (means of frames, all frames having the same token count) is a ratio of sums of its
+entries. This module runs stage 1 on the host (numpy, float64) from that one small matrix;
+``plan_triton`` runs the same on the device.
 """
 
 from __future__ import annotations
@@ -12,10 +12,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-__all__ = ["Segment", "cosine_from_sums", "segment_frames"]
+__all__ = ["Segment", "cosine_from_sums", "frame_mean_gram", "segment_frames"]
 
 Segment = range  # the frames [start, stop) of one segment
+
+
+def frame_mean_gram(tokens: torch.Tensor) -> torch.Tensor:
+    """``(T, M, D)`` tokens -> ``(T, T)`` float64 Gram matrix of the frame means, on the
+    tokens' device (means accumulated in fp32, fp64 for fp64 tokens)."""
+    accumulate = torch.float64 if tokens.dtype == torch.float64 else torch.float32
+    frame_means = tokens.mean(dim=1, dtype=accumulate).double()  # (T, D)
+    return frame_means @ frame_means.T
 
 
 def cosine_from_sums(dot: float, sq_norm_a: float, sq_norm_b: float) -> float:

@@ -25,14 +25,16 @@ processed together, and a video takes ``ceil(L / W)`` windows for a longest segm
   last program of a row tile to finish (an atomic ticket) merges the tiles' lists.
 - A sorted list of ``k`` is updated by inserting one value at a time (elementwise min/max,
   ``_insert``), not by reductions across a tile: those were the slow part of small programs.
-- On CUDA all launches are one CUDA graph per input shape and number of windows, captured on
-  first use and replayed (the host cost of the ``2 L / W + 1`` Triton launches would exceed
-  the GPU time). The copy of the tokens into the graph's buffer and their norms do not depend
-  on the segments: ``prune`` queues them while the host waits for stages 1 and 2's input.
-  (Tried and removed: not waiting at all, a host thread computing stages 1 and 2 while the GPU
-  spun on a pinned flag for its plan. Under load in vLLM it deadlocked: the GPU waited for the
-  thread, the thread for the GIL, and vLLM's main thread, holding the GIL, for room in the full
-  CUDA launch queue behind the waiting GPU.)
+- The plan (each frame's segment, budget and guide offset) comes from stages 1 and 2 on the
+  device (``plan_triton``), so on CUDA the whole prune (norms, frame-mean Gram matrix, plan,
+  stage 3) is one CUDA graph per input shape, captured on first use and replayed: the host
+  never waits for the device (the host cost of the ``2 T / W`` Triton launches would exceed
+  the GPU time; the windows no segment reaches are empty launches).
+  (Tried and removed: stages 1 and 2 on a host thread while the GPU spun on a pinned flag for
+  its plan. Under load in vLLM it deadlocked: the GPU waited for the thread, the thread for
+  the GIL, and vLLM's main thread, holding the GIL, for room in the full CUDA launch queue
+  behind the waiting GPU. Before that, the host waited for the Gram matrix, ran stages 1-2
+  and launched stage 3, the GPU idle meanwhile.)
 - Tokens are read in their own dtype (bf16 in vLLM): ``tl.dot`` multiplies bf16 exactly and
   accumulates in fp32, as an fp32 matmul of the upcast tokens would. fp32 tokens use
   IEEE fp32 dots (never TF32).
@@ -43,15 +45,16 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
 
-from .segmentation import Segment
+from .baselines import uniform_keep_mask
+from .plan_triton import block_frames, plan_on_device
+from .segmentation import frame_mean_gram
 from .token_selection import SAME_TOKEN, _inverse_norms
 
-__all__ = ["MAX_KNN", "select_tokens_triton", "supports", "workspace_for"]
+__all__ = ["MAX_KNN", "supports", "workspace_for"]
 
 MAX_KNN = 5  # nearest guide tokens kept per token (eq. 9's k); larger k takes the torch path
 
@@ -467,12 +470,15 @@ def _push_kernel(tokens, inv_norms, plan, guide, nearest, transposed, partial, a
 class _Workspace:
     """Every buffer of one run for one shape, and the launches that fill them.
 
-    ``stage(tokens)`` queues what does not depend on the segments: the tokens copied into the
-    workspace and their inverse norms. ``select(segments, budgets)`` then writes the plan and
-    runs stage 3: ``run(windows)`` issues the piece-distance launch, then per window a
-    selection launch and (but for the last window) a push launch. It reads only device memory
-    (its few temporaries come from the graph's pool), so on CUDA it is captured in a CUDA graph
-    per number of windows (``_run_as_graph``) and replayed: one host call per video.
+    ``prune(tokens, keep, options)`` copies the tokens and the request's parameters in and
+    queues the whole of MMG-Vid (``run_all``): the tokens' inverse norms, the frame-mean Gram
+    matrix and its integral image, stages 1 and 2 (``plan_triton``: the plan), then stage 3
+    (``run``): the piece-distance launch, and per window a selection launch and (but for the
+    last window) a push launch. Everything reads device memory only (its few temporaries come
+    from the graph's pool), so on CUDA it is captured in one CUDA graph per shape and
+    replayed: one host call per video, no wait for the device. Stage 3 runs every window a
+    video of ``T`` frames can have (``ceil(T / W)``): the longest segment is known on the
+    device only, and a window no segment reaches costs two empty launches.
     """
 
     def __init__(self, num_frames: int, per_frame: int, dim: int, dtype: torch.dtype, knn: int,
@@ -481,9 +487,12 @@ class _Workspace:
         self.knn = knn
         piece_tokens = _WINDOW * per_frame
         self.tokens = torch.empty(num_frames, per_frame, dim, dtype=dtype, device=device)
+        self.params = torch.zeros(4, dtype=torch.float64, device=device)  # tau, lambda, R_min, keep
+        self.gram = torch.empty(num_frames, num_frames, dtype=torch.float64, device=device)
+        self.integral = torch.zeros(num_frames + 1, num_frames + 1, dtype=torch.float64, device=device)
         self.plan = torch.zeros(4, num_frames, dtype=torch.int32, device=device)
-        self.plan_host = torch.zeros(4, num_frames, dtype=torch.int32, device="cpu", pin_memory=self.plan.is_cuda)
-        self.plan_copied = torch.cuda.Event() if self.plan.is_cuda else None  # (copies off CUDA are synchronous)
+        self.outcome = torch.zeros(2, dtype=torch.int32, device=device)  # segments, failed
+        self.plan_scratch = torch.zeros(3 * (block_frames(num_frames) + 1), dtype=torch.int32, device=device)
         self.inv_norms = torch.empty(num_frames, per_frame, device=device)
         self.distances = torch.empty(num_frames * per_frame, piece_tokens, device=device)
         self.nearest = torch.empty(num_frames * per_frame, knn, device=device)
@@ -502,32 +511,39 @@ class _Workspace:
         self.transposed = torch.empty(self.push_cols, most_rows, _PUSH_COLS * _PUSH_ROWS, device=device)
         self.partial = torch.empty(self.push_cols, num_frames * per_frame, knn, device=device)
         self.arrivals = torch.zeros(most_rows, dtype=torch.int32, device=device)  # 0 after every push
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # by number of windows (CUDA only)
+        self.graph: torch.cuda.CUDAGraph | None = None  # of run_all (CUDA only)
 
-    def stage(self, tokens: torch.Tensor) -> None:
-        """Queue the copy of the ``(T, M, D)`` tokens into the workspace and their inverse norms
-        (torch's reduction: 22 us for 32 frames on the H100, vs 61 for a Triton pass)."""
+    def prune(self, tokens: torch.Tensor, keep: int, options: tuple[float, float, float]
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MMG-Vid for ``(T, M, D)`` tokens of this workspace's shape, ``options`` =
+        ``(tau, lambda, R_min)``: the ``(T, M)`` bool mask of the ``keep`` kept tokens (the
+        uniform selection if a token is inf or NaN), the segment count (0-dim int32) and that
+        failure (0-dim bool), all on the device. Queues device work only."""
+        num_frames, per_frame, _ = self.shape
+        on_cuda = self.tokens.is_cuda
         self.tokens.copy_(tokens)
-        _inverse_norms(self.tokens, out=self.inv_norms)
-
-    def select(self, segments: list[Segment], frame_budgets: list[int]) -> torch.Tensor:
-        """Stage 3 of the staged tokens: ``(T, M)`` bool mask, ``frame_budgets[t]`` True in row t.
-        On CUDA the launches replay a CUDA graph (one per number of windows, captured the first
-        time); under the interpreter they run directly."""
-        if self.plan_copied is not None:
-            self.plan_copied.synchronize()  # the last call's copy has read the host table
-        _fill_plan(self.plan_host.numpy(), segments, frame_budgets)
-        self.plan.copy_(self.plan_host, non_blocking=True)
-        if self.plan_copied is not None:
-            self.plan_copied.record()
-        windows = triton.cdiv(max(len(segment) for segment in segments), _WINDOW)
-        if self.plan.is_cuda:
-            _run_as_graph(self, windows)
+        parameters = torch.tensor([*options, keep], dtype=torch.float64, pin_memory=on_cuda)
+        self.params.copy_(parameters, non_blocking=True)  # (from the pinned pool: nothing waits)
+        if on_cuda:
+            _run_as_graph(self)
         else:
-            self.run(windows)
-        return self.keep.clone().view(torch.bool)
+            self.run_all()
+        failed = self.outcome[1] > 0
+        uniform = uniform_keep_mask(num_frames, per_frame, keep, self.tokens.device)
+        return torch.where(failed, uniform, self.keep.view(torch.bool)), self.outcome[0].clone(), failed
+
+    def run_all(self) -> None:
+        """Everything after the copies: norms, Gram matrix, plan (stages 1-2), stage 3."""
+        num_frames, per_frame, _ = self.shape
+        _inverse_norms(self.tokens, out=self.inv_norms)
+        self.gram.copy_(frame_mean_gram(self.tokens))
+        torch.cumsum(torch.cumsum(self.gram, 0), 1, out=self.integral[1:, 1:])
+        plan_on_device(self.gram, self.integral, self.params, per_frame, self.plan, self.outcome, self.plan_scratch)
+        self.run(triton.cdiv(num_frames, _WINDOW))
 
     def run(self, windows: int) -> None:
+        """Stage 3 of the staged tokens (inverse norms computed) under ``self.plan``, for
+        segments of at most ``windows * W`` frames."""
         num_frames, per_frame, dim = self.shape
         ieee = self.tokens.dtype == torch.float32
         piece_tokens = _WINDOW * per_frame
@@ -580,45 +596,16 @@ def workspace_for(tokens: torch.Tensor, knn: int) -> _Workspace:
     return _WORKSPACES[key]
 
 
-def _run_as_graph(workspace: _Workspace, windows: int) -> None:
-    """``workspace.run(windows)`` through a CUDA graph: the first time for this number of
-    windows it runs directly (compiling the kernels if needed) and is then captured;
-    afterwards the graph is replayed."""
-    graph = workspace.graphs.get(windows)
-    if graph is not None:
-        graph.replay()
+def _run_as_graph(workspace: _Workspace) -> None:
+    """``workspace.run_all()`` through a CUDA graph: the first time it runs directly (compiling
+    the kernels if needed) and is then captured; afterwards the graph is replayed."""
+    if workspace.graph is not None:
+        workspace.graph.replay()
         return
-    workspace.run(windows)
+    workspace.run_all()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        workspace.run(windows)  # recorded, not executed
-    workspace.graphs[windows] = graph
+        workspace.run_all()  # recorded, not executed
+    workspace.graph = graph
 
 
-def _fill_plan(table: np.ndarray, segments: list[Segment], frame_budgets: list[int]) -> None:
-    """Fill the ``(4, T)`` int32 host table of every frame: its segment's start, its budget,
-    its guide size (tokens kept before it in its segment) and its segment's end."""
-    for segment in segments:
-        budgets = frame_budgets[segment.start:segment.stop]
-        table[0, segment.start:segment.stop] = segment.start
-        table[1, segment.start:segment.stop] = budgets
-        table[2, segment.start:segment.stop] = np.cumsum([0, *budgets[:-1]])
-        table[3, segment.start:segment.stop] = segment.stop
-
-
-def select_tokens_triton(
-    tokens: torch.Tensor, segments: list[Segment], frame_budgets: list[int], knn: int
-) -> torch.Tensor:
-    """Drop-in for ``token_selection.select_tokens`` where ``supports(tokens, knn)``:
-    ``workspace_for(tokens, knn)``, its ``stage(tokens)``, then its ``select(...)``.
-
-    Args:
-        tokens: ``(T, M, D)`` fp32, bf16 or fp16 (read as they are; distances in fp32).
-        segments, frame_budgets, knn: as for ``select_tokens``.
-
-    Returns:
-        ``(T, M)`` bool mask of the kept tokens, ``frame_budgets[t]`` True in row t.
-    """
-    workspace = workspace_for(tokens, knn)
-    workspace.stage(tokens)
-    return workspace.select(segments, frame_budgets)
