@@ -126,6 +126,7 @@ def test_vs_vanilla_headline(tmp_path):
                                          for r in ("1.0", "0.25")}}},
         "ttft_vanilla_32.json": ttft(null=0.3), "ttft_mmgvid_32.json": ttft(**{"1.0": 0.303, "0.25": 0.1}),
         "ttft_vanilla_64.json": ttft(null=0.6), "ttft_mmgvid_64.json": ttft(**{"1.0": 0.6, "0.25": 0.15}),
+        "prune_idle.json": {"pruning_gpu_idle_ms": {"32": {"0.25": 0.4}}},
     }
     for name, doc in files.items():
         (tmp_path / name).write_text(json.dumps(doc))
@@ -137,4 +138,5 @@ def test_vs_vanilla_headline(tmp_path):
     assert doc["llava_video_64"]["llm_prefill_speedup"] == {"1.0": 1.0, "0.25": 4.0}
     assert doc["long_video"]["v"]["ttft_speedup"] == {"1.0": 0.9, "0.25": 3.0}
     assert doc["decode"]["by_concurrency"]["1"]["tpot_speedup"] == {"1.0": 2.0, "0.25": 2.0}
+    assert doc["pruning_gpu_idle_ms"] == {"32": {"0.25": 0.4}}
     assert "| concurrency 64 | 1.00x | 2.50x |" in table(doc)

@@ -9,7 +9,9 @@ same flags), prints the headline table and, with ``--into``, updates gpu.json:
   concurrency and retention, ``retention_1_overhead_pct`` (the plugin at retention 1.0 vs vanilla,
   TTFT, + = slower);
 - ``llava_video_64``: the same at 64 frames (LLaVA-Video-7B: the same shapes, ``make_7b_config.py``);
-- ``long_video``, ``long_video_throughput``, ``decode`` (``long_video.merge``).
+- ``long_video``, ``long_video_throughput``, ``decode`` (``long_video.merge``);
+- ``pruning_gpu_idle_ms`` per frame count and retention, if the run has ``prune_idle.py``'s
+  ``prune_idle.json``.
 
 Speedup = vanilla's median / ours (``ttft.py`` and ``long_video.py`` medians).
 
@@ -50,6 +52,8 @@ def headline(run: Path, device: str, vllm_version: str) -> dict:
     doc["vs_vanilla"]["throughput_ratio"] = {c: p["ratio"] for c, p in doc["long_video_throughput"]["clip"].items()}
     if (run / "ttft_vanilla_64.json").exists():
         doc["llava_video_64"] = _clip(read("ttft_vanilla_64.json"), read("ttft_mmgvid_64.json"))
+    if (run / "prune_idle.json").exists():
+        doc["pruning_gpu_idle_ms"] = read("prune_idle.json")["pruning_gpu_idle_ms"]
     return doc
 
 
