@@ -73,7 +73,8 @@ def load(url: str, model: str, video: str, retention: float | None, concurrency:
     return result
 
 
-def measure(args) -> dict:
+def measure(args, save=lambda result: None) -> dict:
+    """Every figure of the run; ``save(result)`` after each one (what a run cut short had measured)."""
     model = requests.get(f"{args.url}/v1/models", timeout=30).json()["data"][0]["id"]
     retentions = [None if r == "none" else float(r) for r in args.retentions]
     result = {"label": args.label, "ttft_ms": {}, "rps": {}, "decode": {}}
@@ -87,6 +88,7 @@ def measure(args) -> dict:
                 times[r].append(streamed(args.url, model, video, r, 1)["ttft_s"])
         result["ttft_ms"][name] = {str(r): round(1000 * statistics.median(t), 1) for r, t in times.items()}
         print(name, result["ttft_ms"][name], flush=True)
+        save(result)
     for name in args.load_videos:
         video = video_url(name)
         for c in args.concurrency:
@@ -94,20 +96,25 @@ def measure(args) -> dict:
                 point = load(args.url, model, video, r, c, args.requests or 4 * c, args.max_tokens)
                 result["rps"].setdefault(name, {}).setdefault(str(c), {})[str(r)] = point["rps"]
                 print(f"{name} c={c} retention={r}: {point}", flush=True)
+                save(result)
     video = video_url(args.decode_video)
     for c in args.decode_concurrency:
         for r in retentions:
             point = load(args.url, model, video, r, c, max(8, 4 * c), args.decode_tokens)
             result["decode"].setdefault(str(c), {})[str(r)] = point
+            result["decode_video"] = args.decode_video
             print(f"decode {args.decode_video} c={c} retention={r}: {point}", flush=True)
-    result["decode_video"] = args.decode_video
+            save(result)
     return result
 
 
 def merge(vanilla: dict, ours: dict, device: str, vllm_version: str) -> dict:
-    """The ``long_video`` and ``long_video_throughput`` entries of gpu.json."""
+    """The ``long_video``, ``long_video_throughput`` and ``decode`` entries of gpu.json: the
+    figures both runs have (a run cut short by a time limit has the first ones)."""
     long_video = {}
     for name, base in vanilla["ttft_ms"].items():
+        if name not in ours["ttft_ms"]:
+            continue
         van = base["None"]
         mine = {r: ms for r, ms in ours["ttft_ms"][name].items()}
         long_video[name] = {"vanilla_ttft_ms": van, "ttft_ms": mine,
@@ -115,12 +122,16 @@ def merge(vanilla: dict, ours: dict, device: str, vllm_version: str) -> dict:
     load = {}
     for name, points in vanilla["rps"].items():
         for c, base in points.items():
+            if c not in ours["rps"].get(name, {}):
+                continue
             van = base["None"]
             mine = ours["rps"][name][c]
             load.setdefault(name, {})[c] = {"vanilla_rps": van, "rps": mine,
                                            "ratio": {r: round(v / van, 2) for r, v in mine.items()}}
     decode = {}
     for c, base in vanilla["decode"].items():
+        if c not in ours["decode"]:
+            continue
         van = base["None"]
         decode[c] = {"vanilla": van, **ours["decode"][c],
                      "tpot_speedup": {r: round(van["tpot_ms"] / p["tpot_ms"], 2) for r, p in ours["decode"][c].items()},
@@ -128,7 +139,7 @@ def merge(vanilla: dict, ours: dict, device: str, vllm_version: str) -> dict:
                                          for r, p in ours["decode"][c].items()}}
     return {"long_video": long_video,
             "long_video_throughput": load,
-            "decode": {"video": vanilla["decode_video"], "by_concurrency": decode},
+            "decode": {"video": vanilla.get("decode_video"), "by_concurrency": decode},
             "long_video_setup": {"device": device, "baseline": f"vanilla vLLM {vllm_version}",
                                  "loader": {"vanilla": "vLLM's default (OpenCV)", "mmgvid": "mmgvid_pyav"}}}
 
@@ -151,9 +162,7 @@ def main() -> None:
     p.add_argument("--decode-tokens", type=int, default=128)
     p.add_argument("--out", type=Path)
     args = p.parse_args()
-    result = measure(args)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    measure(args, lambda result: args.out and args.out.write_text(json.dumps(result, indent=1) + "\n"))
 
 
 if __name__ == "__main__":
