@@ -49,7 +49,8 @@ def headline(run: Path, device: str, vllm_version: str) -> dict:
     doc = merge_long_video(read("vanilla.json"), read("mmgvid.json"), device, vllm_version)
     doc.update(baseline=f"vanilla vLLM {vllm_version}", device=device)
     doc["vs_vanilla"] = _clip(read("ttft_vanilla_32.json"), read("ttft_mmgvid_32.json"))
-    doc["vs_vanilla"]["throughput_ratio"] = {c: p["ratio"] for c, p in doc["long_video_throughput"].get("clip", {}).items()}
+    clip_load = doc["long_video_throughput"].get("clip", {})
+    doc["vs_vanilla"]["throughput_ratio"] = {c: p["ratio"] for c, p in clip_load.items()}
     if (run / "ttft_vanilla_64.json").exists():
         doc["llava_video_64"] = _clip(read("ttft_vanilla_64.json"), read("ttft_mmgvid_64.json"))
     if (run / "prune_idle.json").exists():
