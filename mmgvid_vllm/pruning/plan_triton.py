@@ -224,7 +224,8 @@ def plan_on_device(
     ``params`` ``(4,)`` float64 ``[tau, lam, R_min, keep]`` -> ``plan`` ``(4, T)`` int32 and
     ``outcome`` ``(2,)`` int32 ``[segments, failed]``; ``scratch`` ``(3 * (block_frames(T) + 1),)``
     int32. Reads and writes device memory only (capturable in a CUDA graph). No fused
-    multiply-adds: each product and sum is rounded as numpy rounds it on the host."""
+    multiply-adds: each product and sum is rounded as numpy rounds it on the host. One warp:
+    the reductions over lanes, dozens per segment, stay within the warp (no shared memory)."""
     num_frames = gram.shape[0]
     _plan_kernel[(1,)](gram, integral, params, plan, outcome, scratch, num_frames, per_frame,
-                       BLOCK_T=block_frames(num_frames), enable_fp_fusion=False)
+                       BLOCK_T=block_frames(num_frames), enable_fp_fusion=False, num_warps=1)
