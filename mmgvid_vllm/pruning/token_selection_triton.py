@@ -512,6 +512,7 @@ class _Workspace:
         self.partial = torch.empty(self.push_cols, num_frames * per_frame, knn, device=device)
         self.arrivals = torch.zeros(most_rows, dtype=torch.int32, device=device)  # 0 after every push
         self.graph: torch.cuda.CUDAGraph | None = None  # of run_all (CUDA only)
+        self.uniform: dict[int, torch.Tensor] = {}  # the uniform selection of each kept count (the fallback)
 
     def prune(self, tokens: torch.Tensor, keep: int, options: tuple[float, float, float]
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -529,8 +530,9 @@ class _Workspace:
         else:
             self.run_all()
         failed = self.outcome[1] > 0
-        uniform = uniform_keep_mask(num_frames, per_frame, keep, self.tokens.device)
-        return torch.where(failed, uniform, self.keep.view(torch.bool)), self.outcome[0].clone(), failed
+        if keep not in self.uniform:
+            self.uniform[keep] = uniform_keep_mask(num_frames, per_frame, keep, self.tokens.device)
+        return torch.where(failed, self.uniform[keep], self.keep.view(torch.bool)), self.outcome[0].clone(), failed
 
     def run_all(self) -> None:
         """Everything after the copies: norms, Gram matrix, plan (stages 1-2), stage 3."""
