@@ -8,7 +8,9 @@ matmuls over the kept tokens). Steps are 150 ms apart, under torch's profiler; p
 span, busy time (union of kernels and copies) and idle = span - busy
 (``profile_prefill.summarize``). Idle attributable to pruning = the median idle of pruned steps
 minus that of unpruned ones (retention 1.0: no prune, every token to the LLM stand-in), written
-as ``pruning_gpu_idle_ms`` per retention (issue 20's target: <= 2 ms).
+as ``pruning_gpu_idle_ms`` per retention (issue 20's target: <= 2 ms). Before that, one pruned
+step of each frame count runs under ``torch.cuda.set_sync_debug_mode("error")``: any call that
+makes the host wait for the device raises, recorded as ``host_waits`` (``null``: none).
 
 For the same measure inside the real server, see ``profile_prefill.py``.
 
@@ -72,6 +74,16 @@ def main() -> None:
         for _ in range(3):
             step(model, f, r)
     torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for f in args.frames:
+            step(model, f, min(args.retentions))
+        host_waits = None
+    except RuntimeError as error:
+        host_waits = str(error)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    print(f"host waits for the device in a pruned step: {host_waits or 'none'}")
 
     order = [c for _ in range(args.repeats) for c in configs]  # interleaved
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +105,7 @@ def main() -> None:
     for config, burst in zip(order, steps):
         per_config.setdefault(config, []).append(summarize(burst, cpu, 3))
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "repeats": args.repeats,
-              "steps": {}, "pruning_gpu_idle_ms": {}}
+              "host_waits": host_waits, "steps": {}, "pruning_gpu_idle_ms": {}}
     print(f"{'frames':>6} {'retention':>9} {'span ms':>8} {'busy ms':>8} {'idle ms':>8} {'+idle ms':>8}")
     for f in args.frames:
         medians = {r: {key: statistics.median(s[key] for s in per_config[(f, r)])
