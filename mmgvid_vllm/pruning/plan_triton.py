@@ -170,16 +170,17 @@ def _segment_counts(bounds, zscores, count, keep, r_min, M, BLOCK_T: tl.constexp
 
 
 @triton.jit
-def _plan_kernel(gram, integral, params, plan, outcome, scratch, T, M, BLOCK_T: tl.constexpr):
+def _plan_kernel(gram, integral, settings, plan, outcome, scratch, T, M, BLOCK_T: tl.constexpr):
     """One program: ``gram`` ``(T, T)`` and its integral image ``(T + 1, T + 1)`` (float64),
-    ``params`` ``[tau, lam, R_min, keep]`` (float64) -> ``plan`` ``(4, T)`` int32 (per frame:
+    ``settings`` ``[tau, lam, R_min, keep]`` (float64) -> ``plan`` ``(4, T)`` int32 (per frame:
     its segment's first frame, its budget, the tokens kept before it in its segment, its
     segment's end) and ``outcome`` ``[segments, failed]`` (1 segment when failed).
-    ``scratch``: ``3 * (BLOCK_T + 1)`` int32."""
+    ``scratch``: ``3 * (BLOCK_T + 1)`` int32. (Not named ``params``: Triton 3.6's launcher binds
+    a local of that name, and the kernel then received a dict.)"""
     t = tl.arange(0, BLOCK_T)
     in_video = t < T
-    tau, lam, r_min = tl.load(params), tl.load(params + 1), tl.load(params + 2)
-    keep = tl.load(params + 3).to(tl.int32)
+    tau, lam, r_min = tl.load(settings), tl.load(settings + 1), tl.load(settings + 2)
+    keep = tl.load(settings + 3).to(tl.int32)
     sq = tl.load(gram + t * T + t, mask=in_video, other=0.0)
     failed = tl.max((in_video & ~(tl.abs(sq) <= _LARGEST)).to(tl.int32), axis=0)
 
@@ -216,16 +217,16 @@ def block_frames(num_frames: int) -> int:
 
 
 def plan_on_device(
-    gram: torch.Tensor, integral: torch.Tensor, params: torch.Tensor, per_frame: int,
+    gram: torch.Tensor, integral: torch.Tensor, settings: torch.Tensor, per_frame: int,
     plan: torch.Tensor, outcome: torch.Tensor, scratch: torch.Tensor,
 ) -> None:
     """Queue stages 1 and 2: ``gram`` ``(T, T)`` float64 (``segmentation.frame_mean_gram``),
     ``integral`` ``(T + 1, T + 1)`` float64 (its integral image, zero first row and column),
-    ``params`` ``(4,)`` float64 ``[tau, lam, R_min, keep]`` -> ``plan`` ``(4, T)`` int32 and
+    ``settings`` ``(4,)`` float64 ``[tau, lam, R_min, keep]`` -> ``plan`` ``(4, T)`` int32 and
     ``outcome`` ``(2,)`` int32 ``[segments, failed]``; ``scratch`` ``(3 * (block_frames(T) + 1),)``
     int32. Reads and writes device memory only (capturable in a CUDA graph). No fused
     multiply-adds: each product and sum is rounded as numpy rounds it on the host. One warp:
     the reductions over lanes, dozens per segment, stay within the warp (no shared memory)."""
     num_frames = gram.shape[0]
-    _plan_kernel[(1,)](gram, integral, params, plan, outcome, scratch, num_frames, per_frame,
+    _plan_kernel[(1,)](gram, integral, settings, plan, outcome, scratch, num_frames, per_frame,
                        BLOCK_T=block_frames(num_frames), enable_fp_fusion=False, num_warps=1)
