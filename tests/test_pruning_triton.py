@@ -32,3 +32,19 @@ def test_triton_stage3_matches_torch_and_reference_under_the_interpreter():
             "nonfinite_kept_uniform": True,
         },
     }
+
+
+def test_kernel_arguments_avoid_the_names_of_tritons_launcher():
+    """Triton 3.6's launcher binds a kernel's arguments in generated code whose locals are
+    ``params``, ``specialization`` and ``options`` (and ``backend``, ``specialize_impl`` in its
+    namespace): an argument of such a name reached the GPU kernel as a dict (seen on an H100)."""
+    import triton
+
+    from mmgvid_vllm.pruning import plan_triton, token_selection_triton
+
+    reserved = {"params", "specialization", "options", "backend", "specialize_impl", "JITCallable"}
+    kernels = [value for module in (plan_triton, token_selection_triton) for value in vars(module).values()
+               if isinstance(value, triton.runtime.jit.JITFunction) and value.__name__.endswith("_kernel")]
+    assert len(kernels) == 4
+    clashes = {kernel.__name__: sorted(reserved & set(kernel.arg_names)) for kernel in kernels}
+    assert all(not names for names in clashes.values()), clashes
