@@ -8,6 +8,8 @@
 #                 minutes) while the vLLM parts are staged by the next calls; returns at once
 #   STEP=vanilla  (re)start vanilla vLLM, wait for the corpus, run long_video.py -> $OUT/vanilla.json
 #   STEP=mmgvid   (re)start `mmgvid serve`, run long_video.py -> $OUT/mmgvid.json
+#   A server step finds its own server still up from the call before (same STEP): it reuses it, so
+#   one step's work can be split over calls of under 10 minutes each.
 # Carry: .gpu-stage/install.sh and .gpu-model/llava-ov-7b (benchmarks/gpu/make_7b_config.py).
 #   Each server step also runs ttft.py (short clips: TTFT, prefill, LLM prefill) at 32 frames and at
 #   64 (LLaVA-Video-7B's count; same model shapes, see make_7b_config.py) -> $OUT/ttft_$STEP_<frames>.json
@@ -34,7 +36,10 @@ source benchmarks/gpu/env.sh
 mkdir -p "$CORPUS"  # --allowed-local-media-path must exist
 cp .gpu-stage/install.sh /tmp/stage/ && bash /tmp/stage/install.sh >/dev/null
 
-if [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null; then
+if [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null && [ "$(cat /tmp/server.step)" = "$STEP" ] \
+   && curl -sf localhost:8000/health >/dev/null; then
+  echo "$STEP server already up: reused"; reuse=1
+elif [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null; then
   old=$(cat /tmp/server.pid); kill -TERM -- "-$old" 2>/dev/null || true
   for i in $(seq 1 60); do kill -0 -- "-$old" 2>/dev/null || break; sleep 1; done
   kill -KILL -- "-$old" 2>/dev/null || true; sleep 2
@@ -44,13 +49,18 @@ flags=("$PWD/.gpu-model/llava-ov-7b" --load-format dummy --served-model-name lla
   --limit-mm-per-prompt '{"video": 1, "image": 0}' --allowed-local-media-path "$CORPUS"
   --api-server-count 4 --port 8000)
 if [ "$STEP" = vanilla ]; then
-  VLLM_PLUGINS="" setsid python3 -m vllm.entrypoints.cli.main serve "${flags[@]}" > /tmp/server.log 2>&1 < /dev/null &
   retentions=(none); clip_retentions=(none)
 else
-  setsid python3 -m mmgvid_vllm.cli serve "${flags[@]}" > /tmp/server.log 2>&1 < /dev/null &
   retentions=(1.0 0.25); clip_retentions=(1.0 0.25 0.15 0.10)
 fi
-echo $! > /tmp/server.pid
+if [ -z "${reuse:-}" ]; then
+  if [ "$STEP" = vanilla ]; then
+    VLLM_PLUGINS="" setsid python3 -m vllm.entrypoints.cli.main serve "${flags[@]}" > /tmp/server.log 2>&1 < /dev/null &
+  else
+    setsid python3 -m mmgvid_vllm.cli serve "${flags[@]}" > /tmp/server.log 2>&1 < /dev/null &
+  fi
+  echo $! > /tmp/server.pid; echo "$STEP" > /tmp/server.step
+fi
 for i in $(seq 1 300); do
   curl -sf localhost:8000/health >/dev/null && break
   kill -0 "$(cat /tmp/server.pid)" 2>/dev/null || { tail -60 /tmp/server.log; exit 1; }
