@@ -110,7 +110,7 @@ def test_check_raw_pixels():
 
 def test_vs_vanilla_headline(tmp_path):
     """gpu.json's headline from one lease's files: speedups = vanilla's median / ours."""
-    from benchmarks.gpu.vs_vanilla import headline, table
+    from benchmarks.gpu.vs_vanilla import headline, table, updated
 
     def ttft(**configs):
         return {"summary": {r: {"ttft_s": t, "prefill_s": t / 2, "llm_prefill_s": t / 4, "prompt_tokens": 100}
@@ -140,3 +140,8 @@ def test_vs_vanilla_headline(tmp_path):
     assert doc["decode"]["by_concurrency"]["1"]["tpot_speedup"] == {"1.0": 2.0, "0.25": 2.0}
     assert doc["pruning_gpu_idle_ms"] == {"32": {"0.25": 0.4}}
     assert "| concurrency 64 | 1.00x | 2.50x |" in table(doc)
+    assert doc["long_video"]["v"]["run"] == tmp_path.as_posix()
+    earlier = {"long_video": {"v": {"old": 1}, "w": {"old": 2}}, "long_video_throughput": {}, "device": "old card"}
+    merged = updated(earlier, doc)
+    assert merged["long_video"]["w"] == {"old": 2} and merged["long_video"]["v"] == doc["long_video"]["v"]
+    assert merged["device"] == "test card"

@@ -9,7 +9,8 @@ same flags), prints the headline table and, with ``--into``, updates gpu.json:
   concurrency and retention, ``retention_1_overhead_pct`` (the plugin at retention 1.0 vs vanilla,
   TTFT, + = slower);
 - ``llava_video_64``: the same at 64 frames (LLaVA-Video-7B: the same shapes, ``make_7b_config.py``);
-- ``long_video``, ``long_video_throughput``, ``decode`` (``long_video.merge``);
+- ``long_video``, ``long_video_throughput``, ``decode`` (``long_video.merge``); each video's
+  figures name their ``run`` directory, and ``--into`` keeps the entries of videos this run did not measure;
 - ``pruning_gpu_idle_ms`` per frame count and retention, if the run has ``prune_idle.py``'s
   ``prune_idle.json``.
 
@@ -25,6 +26,8 @@ import json
 from pathlib import Path
 
 from benchmarks.gpu.long_video import merge as merge_long_video
+
+PER_VIDEO = ("long_video", "long_video_throughput")  # gpu.json sections keyed by video name
 
 
 def _clip(vanilla: dict, ours: dict) -> dict:
@@ -47,6 +50,11 @@ def _clip(vanilla: dict, ours: dict) -> dict:
 def headline(run: Path, device: str, vllm_version: str) -> dict:
     read = lambda name: json.loads((run / name).read_text())  # noqa: E731
     doc = merge_long_video(read("vanilla.json"), read("mmgvid.json"), device, vllm_version)
+    for entry in doc["long_video"].values():
+        entry["run"] = run.as_posix()
+    for points in doc["long_video_throughput"].values():
+        for point in points.values():
+            point["run"] = run.as_posix()
     doc.update(baseline=f"vanilla vLLM {vllm_version}", device=device)
     doc["vs_vanilla"] = _clip(read("ttft_vanilla_32.json"), read("ttft_mmgvid_32.json"))
     clip_load = doc["long_video_throughput"].get("clip", {})
@@ -56,6 +64,15 @@ def headline(run: Path, device: str, vllm_version: str) -> dict:
     if (run / "prune_idle.json").exists():
         doc["pruning_gpu_idle_ms"] = read("prune_idle.json")["pruning_gpu_idle_ms"]
     return doc
+
+
+def updated(current: dict, doc: dict) -> dict:
+    """gpu.json ``current`` with this run's ``doc``: its sections replace the old ones, except that
+    the per-video sections keep the entries of videos this run did not measure."""
+    merged = {**current, **doc}
+    for key in PER_VIDEO:
+        merged[key] = {**current.get(key, {}), **doc[key]}
+    return merged
 
 
 def table(doc: dict) -> str:
@@ -86,8 +103,7 @@ def main() -> None:
     print(f"retention 1.0 overhead (TTFT, 32-frame clip): {doc['vs_vanilla'].get('retention_1_overhead_pct')} %")
     if args.into:
         current = json.loads(args.into.read_text()) if args.into.exists() else {}
-        current.update(doc)
-        args.into.write_text(json.dumps(current, indent=1) + "\n")
+        args.into.write_text(json.dumps(updated(current, doc), indent=1) + "\n")
 
 
 if __name__ == "__main__":
