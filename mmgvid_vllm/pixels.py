@@ -71,7 +71,13 @@ def normalize_video(pixels: torch.Tensor, normalization: torch.Tensor, dtype: to
     """``(..., C, H, W)`` pixels (0..255 in any dtype, or normalised) -> the same shape in
     ``dtype``: ``(x - mean) / std`` in float32 with ``normalization`` ``(..., 2, C)`` =
     ``[mean, std]``, broadcast over the leading dimensions (exact for the identity): ``(2, C)``
-    for one ``(T, C, H, W)`` video, ``(V, 1, 2, C)`` for a ``(V, T, C, H, W)`` batch."""
+    for one ``(T, C, H, W)`` video, ``(V, 1, 2, C)`` for a ``(V, T, C, H, W)`` batch.
+
+    On CUDA the normalisation is copied from pinned memory: a copy from pageable memory makes
+    the host wait for the stream first (here: for the pixels' upload, before the vision tower
+    is launched), ``non_blocking`` or not."""
+    if pixels.is_cuda and not normalization.is_cuda:
+        normalization = normalization.to(torch.float32).pin_memory()
     normalization = normalization.to(pixels.device, torch.float32, non_blocking=True)
     mean, std = normalization[..., 0, :, None, None], normalization[..., 1, :, None, None]
     return ((pixels.float() - mean) / std).to(dtype)
