@@ -36,10 +36,10 @@ source benchmarks/gpu/env.sh
 mkdir -p "$CORPUS"  # --allowed-local-media-path must exist
 cp .gpu-stage/install.sh /tmp/stage/ && bash /tmp/stage/install.sh >/dev/null
 
-if [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null && [ "$(cat /tmp/server.step)" = "$STEP" ] \
-   && curl -sf localhost:8000/health >/dev/null; then
+server_alive() { [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null; }
+if server_alive && [ "$(cat /tmp/server.step 2>/dev/null)" = "$STEP" ] && curl -sf localhost:8000/health >/dev/null; then
   echo "$STEP server already up: reused"; reuse=1
-elif [ -f /tmp/server.pid ] && kill -0 "$(cat /tmp/server.pid)" 2>/dev/null; then
+elif server_alive; then
   old=$(cat /tmp/server.pid); kill -TERM -- "-$old" 2>/dev/null || true
   for i in $(seq 1 60); do kill -0 -- "-$old" 2>/dev/null || break; sleep 1; done
   kill -KILL -- "-$old" 2>/dev/null || true; sleep 2
@@ -63,7 +63,7 @@ if [ -z "${reuse:-}" ]; then
 fi
 for i in $(seq 1 300); do
   curl -sf localhost:8000/health >/dev/null && break
-  kill -0 "$(cat /tmp/server.pid)" 2>/dev/null || { tail -60 /tmp/server.log; exit 1; }
+  server_alive || { tail -60 /tmp/server.log; exit 1; }
   sleep 2
 done
 echo "$STEP server up after $((i * 2)) s"
