@@ -28,14 +28,18 @@ Choices:
 * Request values are validated in ``apply``, before hashing and processing, so a bad
   value is a ``ValueError`` in the API server (HTTP 400), never an engine error.
 * Pruned videos travel unnormalised (``pixels``): for a pruned request with videos and no
-  images, the processor asks the HF video processor for its resized uint8 frames only,
-  casts them to the model dtype and sends each video's normalisation along
+  images, the processor asks the HF video processor for its resized uint8 frames only and
+  sends them as they are (``mmgvid_raw_pixel_values_videos``, half the bytes of vanilla's
+  bf16 pixels) with each video's normalisation
   (``mmgvid_pixel_normalization``); the model normalises on its device, bit-identically to
   vanilla's pixels. Offline on the CPU (``benchmarks/api_latency.py``) the API server's
   processing of a 32-frame 384 px video drops from ~80 to ~12 ms (no float32
   rescale/normalise, no stacked copy, no throwaway 6273-token text). Retention
   1.0 keeps vanilla's float path, so pruning off stays exactly vanilla vLLM (the baseline
   of every benchmark); so do requests that override the HF normalisation or mix in images.
+  The raw frames have their own key, not ``pixel_values_videos``: vLLM batches the videos of
+  a step only when their items have the same keys, so uint8 and vanilla float videos never
+  meet in one ``torch.stack``.
   The ``mmgvid_*`` request keys are stripped before vLLM looks up or calls its cached HF
   processor, so no per-request processor is built.
 * Images and video embeddings passed in by the user are not pruned.
@@ -69,7 +73,7 @@ from vllm.multimodal.processing import PromptReplacement, PromptUpdate
 from . import metrics
 from .config import METHOD_KEY, RETENTION_KEY, PruningConfig, refuse_vllm_video_pruning, resolve_request, server_config
 from .kept_log import kept_log_from_env
-from .pixels import fused_normalization, identity_normalization, is_identity, normalize_video
+from .pixels import fused_normalization, normalize_video
 from .pruning import METHODS, num_kept, prune
 from .request_kwargs import check_request_kwargs
 from .vllm_compat import HFProcessorHook
@@ -80,6 +84,7 @@ __all__ = [
     "MMGVidProcessingInfo",
 ]
 
+RAW_PIXELS_KEY = "mmgvid_raw_pixel_values_videos"
 PIXEL_NORMALIZATION_KEY = "mmgvid_pixel_normalization"
 
 FRAME_TOKENS = 196  # pooled tokens per 384x384 frame (27x27 patches, 2x2 pooling)
@@ -121,10 +126,11 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
         return fused_normalization(video_processor, self.info.ctx.get_merged_mm_kwargs(mm_kwargs)) is not None
 
     def _process_videos_raw(self, videos: Sequence[object], hf_kwargs: Mapping[str, object]) -> dict[str, object]:
-        """``pixel_values_videos``: one ``(T, C, H, W)`` tensor per video, the HF video processor's
-        uint8 frames (sampled and resized as vanilla) before its rescale and normalise, in the
-        model dtype (no text, no float32 copies); ``mmgvid_pixel_normalization`` (V, 2, C): that
-        normalisation."""
+        """``mmgvid_raw_pixel_values_videos``: one ``(T, C, H, W)`` uint8 tensor per video, the HF
+        video processor's frames (sampled and resized as vanilla) before its rescale and
+        normalise (no text, no float copies); ``mmgvid_pixel_normalization`` (V, 2, C): that
+        normalisation. ``ValueError`` if the processor does not give uint8 frames (the HF fast
+        video processors resize uint8 frames in uint8)."""
         video_processor = self.info.get_hf_processor(**hf_kwargs).video_processor
         # The request's and server's kwargs that the video processor takes, as the HF processor routes them.
         merged = self.info.ctx.get_merged_mm_kwargs(hf_kwargs)
@@ -136,21 +142,21 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
                 raw = video_processor(videos=video, **kwargs)["pixel_values_videos"][0]
             except Exception as exc:  # as vLLM's call_hf_processor: HTTP 400
                 raise ValueError(f"Failed to apply {type(video_processor).__name__} with kwargs={kwargs}") from exc
-            pixels.append(raw.to(self.info.ctx.model_config.dtype))
+            if raw.dtype != torch.uint8:
+                raise ValueError(f"{type(video_processor).__name__} gave {raw.dtype} frames without rescaling, not "
+                                 "uint8: serve this model with retention 1.0 or report the processor")
+            pixels.append(raw)
         normalization = fused_normalization(video_processor, {})
-        return {"pixel_values_videos": pixels, PIXEL_NORMALIZATION_KEY: normalization.repeat(len(pixels), 1, 1)}
+        return {RAW_PIXELS_KEY: pixels, PIXEL_NORMALIZATION_KEY: normalization.repeat(len(pixels), 1, 1)}
 
     def _add_pruning_fields(self, outputs: BatchFeature, mm_kwargs: Mapping[str, object]) -> BatchFeature:
         """Add ``mmgvid_retention`` (V,) float64 and ``mmgvid_method`` (V,) int64 (index into
-        ``METHODS``) for the V videos in ``pixel_values_videos``, and their identity
-        ``mmgvid_pixel_normalization`` (V, 2, C) unless they are unnormalised."""
-        videos = outputs.get("pixel_values_videos")
+        ``METHODS``) for the V videos in ``pixel_values_videos`` or ``mmgvid_raw_pixel_values_videos``."""
+        videos = _video_pixels(outputs)
         if videos is not None:
             pruning = self.info.get_video_pruning(mm_kwargs)
             outputs[RETENTION_KEY] = torch.full((len(videos),), pruning.retention, dtype=torch.float64)
             outputs[METHOD_KEY] = torch.full((len(videos),), METHODS.index(pruning.method), dtype=torch.int64)
-            if PIXEL_NORMALIZATION_KEY not in outputs:
-                outputs[PIXEL_NORMALIZATION_KEY] = torch.stack([identity_normalization(v.shape[-3]) for v in videos])
         return outputs
 
     def _get_mm_fields_config(
@@ -160,6 +166,7 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
     ) -> Mapping[str, MultiModalFieldConfig]:
         return dict(
             super()._get_mm_fields_config(hf_inputs, hf_processor_mm_kwargs),
+            **{RAW_PIXELS_KEY: MultiModalFieldConfig.batched("video")},
             **{
                 key: MultiModalFieldConfig.batched("video", keep_on_cpu=True)
                 for key in (RETENTION_KEY, METHOD_KEY, PIXEL_NORMALIZATION_KEY)
@@ -183,7 +190,7 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
             if elem is None:
                 return tokens
             num_frames = mm_items.get_items("video", VideoProcessorItems).get_num_frames(item_idx)
-            self._check_video_pixels(item_idx, item["pixel_values_videos"].data, num_frames, len(tokens))
+            self._check_video_pixels(item_idx, _video_pixels(item).data, num_frames, len(tokens))
             retention = float(elem.data)
             if retention >= 1.0:
                 return tokens
@@ -213,6 +220,11 @@ class MMGVidMultiModalProcessor(HFProcessorHook, LlavaOnevisionMultiModalProcess
                 f"video {item_idx}: {num_placeholders} placeholder tokens for {num_frames} frames, "
                 f"but the model produces {num_frames * frame_tokens + 1}"
             )
+
+
+def _video_pixels(fields: Mapping[str, object]):
+    """The videos' pixels among processed ``fields`` (a BatchFeature or one item): raw or vanilla."""
+    return fields.get(RAW_PIXELS_KEY, fields.get("pixel_values_videos"))
 
 
 class _PrunableVideos(NamedTuple):
@@ -265,12 +277,16 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         finally:
             torch.set_default_dtype(default_dtype)
 
-    def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
+    def embed_multimodal(self, **kwargs: object):
+        """vLLM's, after a batch of raw videos (its own key: never batched with other items) is
+        normalised into the ``pixel_values_videos`` vLLM's model reads."""
+        raw = kwargs.pop(RAW_PIXELS_KEY, None)
         normalization = kwargs.pop(PIXEL_NORMALIZATION_KEY, None)  # (V, 2, C) or V x (2, C), on the CPU
-        if normalization is not None and kwargs.get("pixel_values_videos") is not None:
-            normalization = torch.stack(list(normalization))
-            if not is_identity(normalization):  # some videos came unnormalised (vanilla ones: untouched)
-                kwargs["pixel_values_videos"] = self._normalize_videos(kwargs["pixel_values_videos"], normalization)
+        if raw is not None:
+            kwargs["pixel_values_videos"] = self._normalize_videos(raw, torch.stack(list(normalization)))
+        return super().embed_multimodal(**kwargs)
+
+    def _parse_and_validate_video_input(self, **kwargs: object) -> _PrunableVideos | None:
         pixels = super()._parse_and_validate_video_input(**kwargs)
         if pixels is None:
             return None
@@ -284,8 +300,8 @@ class MMGVidLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalG
         )
 
     def _normalize_videos(self, videos, normalization: torch.Tensor):
-        """``(V, T, C, H, W)`` tensor or V ``(T_v, C, H, W)`` tensors, unnormalised or not, with
-        their ``(V, 2, C)`` normalisation -> the same layout, normalised, in the model dtype."""
+        """``(V, T, C, H, W)`` uint8 tensor or V ``(T_v, C, H, W)`` ones, with their ``(V, 2, C)``
+        normalisation -> the same layout, normalised, in the model dtype."""
         dtype = self.mmgvid_pixel_dtype
         if isinstance(videos, torch.Tensor):  # one pass over the stacked batch
             return normalize_video(videos, normalization[:, None], dtype)

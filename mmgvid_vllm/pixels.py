@@ -5,14 +5,16 @@ uint8 frames -> float32 rescale and normalise -> a stacked copy -> cast to the m
 and tokenises a throwaway text of ``T * 196`` video tokens. For a 32-frame 384x384 video
 that is most of the API server's time per request. For pruned requests the plugin instead
 asks the HF video processor for its resized uint8 frames only (``do_rescale=False,
-do_normalize=False``), casts them to the model dtype, and the model applies the
-processor's normalisation on its device. (vLLM 0.32 has the same idea as
+do_normalize=False``) and sends them as they are; the model applies the processor's
+normalisation on its device. (vLLM 0.32 has the same idea as
 ``--mm-device-do-normalize`` for some models; LLaVA-OneVision is not one, and 0.26 lacks it.)
 
-Why the model dtype and not uint8 (half the bytes): vLLM batches same-shape videos of a
-step with ``torch.stack(batch, out=<first video's dtype>)``, so a uint8 video next to a
-vanilla (normalised, model-dtype) one fails in the engine. bf16 / fp16 / fp32 hold the
-integers 0..255 exactly, so the cast loses nothing.
+uint8 frames are half the bytes of vanilla's pixels in a 16-bit model dtype on every way
+from the API server to the GPU (the API server's message, the engine's copy into pinned
+memory, the upload), and the API server does not cast them. vLLM stacks the same-shape videos of a step with
+``torch.stack(batch, out=<first video's dtype>)``, so the raw frames travel under their own key
+(``llava_onevision.RAW_PIXELS_KEY``): vLLM batches items only when their keys agree, and a uint8
+video never meets a vanilla float one in one stack.
 
 Exactness: HF's fast video processor fuses rescale and normalise into
 ``(x.float() - mean / rescale) / (std / rescale)`` in float32 (``_fuse_mean_std_and_rescale_
@@ -20,9 +22,7 @@ factor``); :func:`normalize_video` computes the same IEEE float32 subtraction an
 then rounds to the model dtype as vLLM's ``_postprocess_output`` does, so the model sees
 bit-identical pixels (tested against the HF processor).
 
-Each video carries its own ``(2, C)`` normalisation ``[mean, std]`` in pixel units, the
-identity (``[0, 1]``) for pixels the HF processor already normalised, because one batch
-can hold both kinds.
+Each raw video carries its own ``(2, C)`` normalisation ``[mean, std]`` in pixel units.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ import torch
 __all__ = [
     "NORMALIZATION_KWARGS",
     "fused_normalization",
-    "identity_normalization",
-    "is_identity",
     "normalize_video",
 ]
 
@@ -57,20 +55,10 @@ def fused_normalization(video_processor, mm_kwargs: Mapping[str, object]) -> tor
     return torch.stack((mean, std))
 
 
-def identity_normalization(channels: int) -> torch.Tensor:
-    """``(2, C)`` ``[0, 1]``: pixels that are already normalised."""
-    return torch.stack((torch.zeros(channels), torch.ones(channels)))
-
-
-def is_identity(normalizations: torch.Tensor) -> bool:
-    """Whether ``(..., 2, C)`` normalisations are all the identity."""
-    return bool((normalizations[..., 0, :] == 0).all() and (normalizations[..., 1, :] == 1).all())
-
-
 def normalize_video(pixels: torch.Tensor, normalization: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``(..., C, H, W)`` pixels (0..255 in any dtype, or normalised) -> the same shape in
-    ``dtype``: ``(x - mean) / std`` in float32 with ``normalization`` ``(..., 2, C)`` =
-    ``[mean, std]``, broadcast over the leading dimensions (exact for the identity): ``(2, C)``
+    """``(..., C, H, W)`` pixels (0..255, uint8 or any dtype) -> the same shape in ``dtype``:
+    ``(x - mean) / std`` in float32 with ``normalization`` ``(..., 2, C)`` = ``[mean, std]``,
+    broadcast over the leading dimensions: ``(2, C)``
     for one ``(T, C, H, W)`` video, ``(V, 1, 2, C)`` for a ``(V, T, C, H, W)`` batch.
 
     On CUDA the normalisation is copied from pinned memory: a copy from pageable memory makes

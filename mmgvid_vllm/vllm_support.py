@@ -130,6 +130,7 @@ EXPECTED_API: dict[str, tuple[str, tuple[str, ...]]] = {
     # -- model: overrides
     f"{_MODEL}.__init__": ("override", ("*", "vllm_config", "prefix")),
     "vllm.config.multimodal:MultiModalConfig.video_pruning_rate": ("attr", ()),  # refused (config.py)
+    f"{_MODEL}.embed_multimodal": ("override", ("**kwargs",)),
     f"{_MODEL}._parse_and_validate_video_input": ("override", ("**kwargs",)),
     f"{_MODEL}._process_video_pixels": ("override", ("inputs",)),
     f"{_MODEL}._video_pixels_to_features": ("override", ("vision_tower", "pixel_values")),

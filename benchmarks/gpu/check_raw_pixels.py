@@ -36,10 +36,9 @@ def main() -> None:
         video = np.random.default_rng(i).integers(0, 256, (*shape, 3), dtype=np.uint8)
         vanilla = video_processor(video, return_tensors="pt")["pixel_values_videos"][0].to(dtype)
         raw = video_processor(video, return_tensors="pt", do_rescale=False, do_normalize=False)
-        raw = raw["pixel_values_videos"][0]
-        sent = raw.to(dtype)
+        raw = raw["pixel_values_videos"][0]  # sent as it is (uint8)
         for device in devices:
-            ours = normalize_video(sent.to(device), normalization, dtype).cpu()
+            ours = normalize_video(raw.to(device), normalization, dtype).cpu()
             same = raw.dtype == torch.uint8 and torch.equal(ours, vanilla)
             failures += not same
             print(f"{shape} on {device}: raw {raw.dtype}, {'identical' if same else 'DIFFERENT'}")

@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--warmup", type=int, default=3, help="unprofiled requests per retention first")
+    parser.add_argument("--requests", type=int, default=1, help="profiled requests per retention (interleaved)")
     parser.add_argument("--top", type=int, default=8, help="rows per list in the summary")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/profile_prefill.json"))
     args = parser.parse_args()
@@ -113,7 +114,8 @@ def main() -> None:
             video_request(args.url, model, next(videos), r, 1)
     since = time.time()
     requests.post(f"{args.url}/start_profile", timeout=60).raise_for_status()
-    for r in args.retentions:
+    order = [r for _ in range(args.requests) for r in args.retentions]
+    for r in order:
         time.sleep(0.5)
         video_request(args.url, model, next(videos), r, 1)
     time.sleep(0.5)
@@ -123,10 +125,12 @@ def main() -> None:
     gpu = [e for e in events if e.get("cat") in GPU_CATEGORIES]
     cpu = [e for e in events if e.get("cat") == "cuda_runtime"]
     steps = [b for b in bursts(gpu) if sum(e["dur"] for e in b) > 5_000]  # prefill steps, not stray kernels
-    if len(steps) != len(args.retentions):
-        print(f"warning: {len(steps)} GPU bursts for {len(args.retentions)} requests", file=sys.stderr)
-    result = {"trace": str(trace),
-              "steps": {str(r): summarize(b, cpu, args.top) for r, b in zip(args.retentions, steps)}}
+    if len(steps) != len(order):
+        print(f"warning: {len(steps)} GPU bursts for {len(order)} requests", file=sys.stderr)
+    result = {"trace": str(trace), "steps": {}}
+    for i, (r, burst) in enumerate(zip(order, steps)):  # "0.25", then "0.25#2", ...
+        key = str(r) if i < len(args.retentions) else f"{r}#{i // len(args.retentions) + 1}"
+        result["steps"][key] = summarize(burst, cpu, args.top)
     for r, s in result["steps"].items():
         print(f"\n## retention {r}: span {s['span_ms']:.1f} ms, GPU busy {s['busy_ms']:.1f}, idle {s['idle_ms']:.1f}")
         print("largest idle gaps (at ms: ms, after -> before):")

@@ -1,8 +1,10 @@
 """GPU idle that pruning adds to a prefill step, without vLLM: the step's shape on one GPU.
 
 Each step queues what vLLM's prefill of one video queues, in the same order and on one stream:
-a vision-tower stand-in (SigLIP-so400m-sized bf16 matmuls over the frames' 729 patches, then a
-projection to the video's ``(T, 196, 3584)`` tokens), then ``prune`` (with ``on_report``, as the
+for a pruned video the normalisation of its raw uint8 pixels (``pixels.normalize_video``, with
+the ``(2, C)`` normalisation on the host, as the plugin receives it), a vision-tower stand-in
+(SigLIP-so400m-sized bf16 matmuls over the frames' 729 patches, then a projection to the
+video's ``(T, 196, 3584)`` tokens), then ``prune`` (with ``on_report``, as the
 plugin calls it) and the gather of the kept tokens, then an LLM stand-in (Qwen2-7B-sized MLP
 matmuls over the kept tokens). Steps are 150 ms apart, under torch's profiler; per step the GPU
 span, busy time (union of kernels and copies) and idle = span - busy
@@ -29,9 +31,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.gpu.profile_prefill import GPU_CATEGORIES, bursts, load_events, summarize
+from mmgvid_vllm.pixels import normalize_video
 from mmgvid_vllm.pruning import prune
 
-PATCHES, TOKENS, VISION_DIM, VISION_MLP, LLM_DIM, LLM_MLP = 729, 196, 1152, 4304, 3584, 18944
+SIZE, PATCHES, TOKENS, VISION_DIM, VISION_MLP, LLM_DIM, LLM_MLP = 384, 729, 196, 1152, 4304, 3584, 18944
 
 
 def weights(layers: int, llm_layers: int) -> dict[str, torch.Tensor]:
@@ -39,11 +42,15 @@ def weights(layers: int, llm_layers: int) -> dict[str, torch.Tensor]:
         return torch.randn(*shape, device="cuda", dtype=torch.bfloat16) / shape[0] ** 0.5
 
     return {"up": w(VISION_DIM, VISION_MLP), "down": w(VISION_MLP, VISION_DIM), "proj": w(VISION_DIM, LLM_DIM),
-            "llm_up": w(LLM_DIM, LLM_MLP), "llm_down": w(LLM_MLP, LLM_DIM), "layers": layers, "llm_layers": llm_layers}
+            "llm_up": w(LLM_DIM, LLM_MLP), "llm_down": w(LLM_MLP, LLM_DIM), "layers": layers, "llm_layers": llm_layers,
+            "normalization": torch.tensor([[122.8, 116.3, 104.0], [68.5, 66.7, 70.6]])}  # (2, C) on the host
 
 
 def step(model: dict, frames: int, retention: float) -> None:
     """Queue one prefill step of one video (nothing here waits for the GPU)."""
+    if retention < 1.0:  # raw 0..255 pixels, normalised on the device (the plugin's path)
+        pixels = torch.randint(0, 256, (frames, 3, SIZE, SIZE), device="cuda", dtype=torch.uint8)
+        normalize_video(pixels, model["normalization"], torch.bfloat16)
     x = torch.randn(frames * PATCHES, VISION_DIM, device="cuda", dtype=torch.bfloat16)
     for _ in range(model["layers"]):
         x = x + torch.nn.functional.gelu(x @ model["up"]) @ model["down"]

@@ -15,6 +15,8 @@
 #   64 (LLaVA-Video-7B's count; same model shapes, see make_7b_config.py) -> $OUT/ttft_$STEP_<frames>.json
 # Env: REPEATS (5), CONCURRENCY ("16 64"), LOAD_VIDEOS ("h264_480p_5min clip"), DECODE_CONCURRENCY ("1 16"),
 #   TTFT_FRAMES ("32 64"), VIDEOS (long_video.py's default list; "" = ttft.py only).
+#   PROFILER_DIR (unset): serve with vLLM's torch profiler writing there (idle until /start_profile;
+#   profile_prefill.py drives it); give both steps the same, so the flags stay the same.
 set -euo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 CORPUS=${XDG_CACHE_HOME:-$HOME/.cache}/mmgvid-vllm/corpus
@@ -48,6 +50,9 @@ flags=("$PWD/.gpu-model/llava-ov-7b" --load-format dummy --served-model-name lla
   --max-model-len 32768 --max-num-batched-tokens 16384 --no-enable-prefix-caching --mm-processor-cache-gb 0
   --limit-mm-per-prompt '{"video": 1, "image": 0}' --allowed-local-media-path "$CORPUS"
   --api-server-count 4 --port 8000)
+if [ -n "${PROFILER_DIR:-}" ]; then
+  flags+=(--profiler-config "{\"profiler\": \"torch\", \"torch_profiler_dir\": \"$PROFILER_DIR\", \"torch_profiler_with_stack\": false, \"ignore_frontend\": true}")
+fi
 if [ "$STEP" = vanilla ]; then
   retentions=(none); clip_retentions=(none)
 else

@@ -16,7 +16,11 @@ LLM prefill (the language model alone): after the video requests, text-only requ
 of each configuration (random ordinary-text tokens from the server's own tokenizer, different
 per request; checked against `usage.prompt_tokens`), max_tokens 1, the same warm-up and
 repeats, interleaved the same way; their `vllm:request_prefill_time_seconds` is the LLM's
-prefill at that prompt length. vision+pruning = prefill - LLM prefill (difference of medians).
+prefill at that prompt length. vision+pruning = prefill - LLM prefill (difference of medians): an
+estimate only, as a text-only request's prefill time holds host work that a video step overlaps with
+its vision tower (at 6290 tokens it exceeded the video step's LLM phase by ~15 ms on an H100, so the
+unpruned vision looked ~12 ms shorter than the pruned one); ``profile_prefill.py`` and
+``profile_load.py`` measure the phases on the GPU.
 Medians are reported; speedups are relative to the first retention.
 
     python benchmarks/gpu/ttft.py --url http://127.0.0.1:8000 --retentions 1.0 0.25 0.15 0.10 --repeats 10
