@@ -40,3 +40,14 @@ def test_prune_kernels_are_the_triton_kernels_mmgvid_launches():
         tree = ast.parse((ROOT / "mmgvid_vllm" / "pruning" / module).read_text())
         launched |= {f.name for f in tree.body if isinstance(f, ast.FunctionDef) and f.name.endswith("_kernel")}
     assert launched == set(profile_load.PRUNE_KERNELS)
+
+
+def test_engine_queue_reads_running_and_waiting_not_the_waiting_by_reason():
+    text = "\n".join([
+        '# TYPE vllm:num_requests_running gauge',
+        'vllm:num_requests_running{engine="0",model_name="m"} 64.0',
+        'vllm:num_requests_waiting{engine="0",model_name="m"} 3.0',
+        'vllm:num_requests_waiting_by_reason{engine="0",model_name="m",reason="capacity"} 3.0',
+        'vllm:num_requests_running{engine="1",model_name="m"} 2.0',
+    ])
+    assert profile_load.engine_queue(text) == {"running": 66.0, "waiting": 3.0}

@@ -79,6 +79,12 @@ def analyze(events: list[dict]) -> dict:
             "videos": videos, "per_video_ms": per_video, "steps": steps}
 
 
+def engine_queue(metrics_text: str) -> dict[str, float]:
+    """The engine's running and waiting requests in a ``/metrics`` page (summed over engines)."""
+    return {name: sum(float(v) for v in re.findall(rf"^vllm:num_requests_{name}{{[^}}]*}} (\S+)$", metrics_text, re.M))
+            for name in ("running", "waiting")}
+
+
 def profile_under_load(args) -> tuple[list[dict], dict]:
     """Load the server, profile a window; the trace's events and the engine's queue during the load."""
     from benchmarks.gpu.long_video import load, video_url
@@ -97,10 +103,8 @@ def profile_under_load(args) -> tuple[list[dict], dict]:
     since = started = time.time()
     profiled = False
     while not done.wait(0.5):
-        text = requests.get(f"{args.url}/metrics", timeout=30).text
-        for name in queue:
-            values = re.findall(rf"^vllm:num_requests_{name}{{[^}}]*}} (\S+)$", text, re.M)
-            queue[name].append(sum(float(v) for v in values))
+        for name, value in engine_queue(requests.get(f"{args.url}/metrics", timeout=30).text).items():
+            queue[name].append(value)
         if not profiled and time.time() - started >= args.start_after:
             since = time.time()
             requests.post(f"{args.url}/start_profile", timeout=60).raise_for_status()
