@@ -145,3 +145,12 @@ def test_vs_vanilla_headline(tmp_path):
     merged = updated(earlier, doc)
     assert merged["long_video"]["w"] == {"old": 2} and merged["long_video"]["v"] == doc["long_video"]["v"]
     assert merged["device"] == "test card"
+
+
+def test_steady_rps_leaves_out_the_ramp_up_and_the_drain():
+    from benchmarks.gpu.long_video import steady_rps
+
+    # concurrency 2, 7 requests: the 2nd completion at 1.0 s, the 5th at 4.0 s -> 3 completions in 3 s
+    done = [0.5, 1.0, 2.0, 3.0, 4.0, 9.0, 9.5]
+    assert steady_rps(done[::-1], 2) == 1.0
+    assert steady_rps(done[:5], 2) is None  # under 3 x concurrency: no steady window

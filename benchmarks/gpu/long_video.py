@@ -10,7 +10,10 @@ plugin (``mmgvid_pyav`` loader), same flags, same lease (``run_long_video.sh`` d
 TTFT: request sent -> first streamed token, one request at a time, configurations interleaved,
 median of ``--repeats`` after one warm-up per configuration. Throughput (``--load-videos``):
 ``--requests`` requests with ``--max-tokens`` output tokens each, ``c`` in flight at a time,
-requests/s = requests / wall time. Decode (``--decode-concurrency``): requests of
+requests/s = requests / wall time; with at least ``3 c`` requests also the steady state's
+(``steady_rps``: the completions between the c-th and the (N - c)-th, over that time, so the
+ramp-up, while the first c requests are in flight, and the drain, once the last request is
+sent, are left out, as GuideLLM's warm-up and cool-down do). Decode (``--decode-concurrency``): requests of
 ``--decode-tokens`` output tokens (EOS ignored) at concurrency c: median end-to-end latency and
 TPOT ((last token - first token) / (tokens - 1)). ``clip`` is the short-clip benchmarks' 4-s
 384x384 video (sent as a data URL).
@@ -57,7 +60,17 @@ def streamed(url: str, model: str, video: str, retention: float | None, max_toke
     result = stream_chat(url, body, timeout=900)
     tokens = result.usage["completion_tokens"]
     return {"ttft_s": result.ttft, "latency_s": result.latency,
-            "tpot_s": (result.latency - result.ttft) / max(tokens - 1, 1)}
+            "tpot_s": (result.latency - result.ttft) / max(tokens - 1, 1), "done_s": time.perf_counter()}
+
+
+def steady_rps(done_s: list[float], concurrency: int) -> float | None:
+    """Completions per second between the ``concurrency``-th and the (N - ``concurrency``)-th
+    completion of N (``None`` under ``3 * concurrency`` requests: no steady window)."""
+    done = sorted(done_s)
+    if len(done) < 3 * concurrency:
+        return None
+    first, last = done[concurrency - 1], done[len(done) - concurrency - 1]
+    return (len(done) - 2 * concurrency) / (last - first)
 
 
 def load(url: str, model: str, video: str, retention: float | None, concurrency: int, total: int,
@@ -68,6 +81,9 @@ def load(url: str, model: str, video: str, retention: float | None, concurrency:
     with ThreadPoolExecutor(concurrency) as pool:
         rows = list(pool.map(lambda _: streamed(url, model, video, retention, max_tokens), range(total)))
     result = {"rps": round(total / (time.perf_counter() - t0), 2)}
+    steady = steady_rps([row["done_s"] for row in rows], concurrency)
+    if steady is not None:
+        result["steady_rps"] = round(steady, 2)
     for key in ("latency_s", "ttft_s", "tpot_s"):
         result[key.replace("_s", "_ms")] = round(1000 * statistics.median(row[key] for row in rows), 1)
     return result
@@ -95,6 +111,9 @@ def measure(args, save=lambda result: None) -> dict:
             for r in retentions:
                 point = load(args.url, model, video, r, c, args.requests or 4 * c, args.max_tokens)
                 result["rps"].setdefault(name, {}).setdefault(str(c), {})[str(r)] = point["rps"]
+                if "steady_rps" in point:
+                    result.setdefault("steady_rps", {}).setdefault(name, {}).setdefault(str(c), {})[str(r)] = \
+                        point["steady_rps"]
                 print(f"{name} c={c} retention={r}: {point}", flush=True)
                 save(result)
     video = video_url(args.decode_video)
