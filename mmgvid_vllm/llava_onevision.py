@@ -33,8 +33,8 @@ Choices:
   bf16 pixels) with each video's normalisation
   (``mmgvid_pixel_normalization``); the model normalises on its device, bit-identically to
   vanilla's pixels. Offline on the CPU (``benchmarks/api_latency.py``) the API server's
-  processing of a 32-frame 384 px video drops from ~80 to ~12 ms (no float32
-  rescale/normalise, no stacked copy, no throwaway 6273-token text). Retention
+  processing of a 32-frame 384 px video drops from ~80 to ~9 ms (no float32
+  rescale/normalise, no stacked copy, no cast, no throwaway 6273-token text). Retention
   1.0 keeps vanilla's float path, so pruning off stays exactly vanilla vLLM (the baseline
   of every benchmark); so do requests that override the HF normalisation or mix in images.
   The raw frames have their own key, not ``pixel_values_videos``: vLLM batches the videos of

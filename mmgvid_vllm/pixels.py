@@ -11,10 +11,10 @@ normalisation on its device. (vLLM 0.32 has the same idea as
 
 uint8 frames are half the bytes of vanilla's pixels in a 16-bit model dtype on every way
 from the API server to the GPU (the API server's message, the engine's copy into pinned
-memory, the upload), and the API server does not cast them. vLLM stacks the same-shape videos of a step with
-``torch.stack(batch, out=<first video's dtype>)``, so the raw frames travel under their own key
-(``llava_onevision.RAW_PIXELS_KEY``): vLLM batches items only when their keys agree, and a uint8
-video never meets a vanilla float one in one stack.
+memory, the upload), and the API server does not cast them. vLLM stacks the same-shape
+videos of a step with ``torch.stack(batch, out=<first video's dtype>)``, so the raw frames
+travel under their own key (``llava_onevision.RAW_PIXELS_KEY``): vLLM batches items only when
+their keys agree, and a uint8 video never meets a vanilla float one in one stack.
 
 Exactness: HF's fast video processor fuses rescale and normalise into
 ``(x.float() - mean / rescale) / (std / rescale)`` in float32 (``_fuse_mean_std_and_rescale_
