@@ -67,6 +67,8 @@ def step_phases(step: dict, gpu: list[dict]) -> dict:
 def analyze(events: list[dict]) -> dict:
     """Per-step phases and per-video means of the steps that lie wholly in the trace's window."""
     gpu = sorted((e for e in events if e.get("cat") in GPU_CATEGORIES), key=lambda e: e["ts"])
+    if not gpu:
+        raise SystemExit("no GPU kernels in the trace (a CPU server's, or a window with no step)")
     window = (gpu[0]["ts"], max(e["ts"] + e["dur"] for e in gpu))
     ranges = sorted((e for e in events if e.get("cat") == "gpu_user_annotation" and STEP.match(e["name"])),
                     key=lambda e: e["ts"])
