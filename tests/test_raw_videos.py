@@ -59,6 +59,24 @@ def test_normalization_overrides_keep_the_vanilla_path(processors):
     assert fused_normalization(plugin.info.get_hf_processor().video_processor, {"do_normalize": False}) is None
 
 
+def test_a_processor_without_uint8_frames_is_a_clear_value_error(processors, monkeypatch):
+    """Raw frames must be uint8 (what they travel as); anything else is refused in the API server
+    (HTTP 400) with a message, never sent on to the engine."""
+    _, plugin = processors
+    video_processor = type(plugin.info.get_hf_processor().video_processor)
+    call = video_processor.__call__
+
+    def float_frames(self, *args, **kwargs):
+        out = call(self, *args, **kwargs)
+        out["pixel_values_videos"] = [v.float() for v in out["pixel_values_videos"]]
+        return out
+
+    monkeypatch.setattr(video_processor, "__call__", float_frames)
+    video = np.random.default_rng(3).integers(0, 256, (4, 384, 384, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="torch.float32 frames without rescaling, not uint8"):
+        _process(plugin, video, {"mmgvid_retention": 0.25})
+
+
 def test_raw_and_vanilla_videos_are_never_batched_together(processors):
     """vLLM groups the items of a step into one batch only when their keys agree: a raw (uint8)
     and a vanilla (float) video of the same shape go to the model in two batches, and same-kind

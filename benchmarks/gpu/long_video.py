@@ -110,10 +110,9 @@ def measure(args, save=lambda result: None) -> dict:
         for c in args.concurrency:
             for r in retentions:
                 point = load(args.url, model, video, r, c, args.requests or 4 * c, args.max_tokens)
-                result["rps"].setdefault(name, {}).setdefault(str(c), {})[str(r)] = point["rps"]
-                if "steady_rps" in point:
-                    result.setdefault("steady_rps", {}).setdefault(name, {}).setdefault(str(c), {})[str(r)] = \
-                        point["steady_rps"]
+                for key in ("rps", "steady_rps"):  # steady_rps: with >= 3 c requests only
+                    if key in point:
+                        result.setdefault(key, {}).setdefault(name, {}).setdefault(str(c), {})[str(r)] = point[key]
                 print(f"{name} c={c} retention={r}: {point}", flush=True)
                 save(result)
     video = video_url(args.decode_video)

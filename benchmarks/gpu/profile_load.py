@@ -13,7 +13,7 @@ LLM kernel (an RMSNorm or the KV-cache write, ``LLM_MARKERS``) into the encoder 
 tower, projector, pooling, pixel normalisation, pruning) and the LLM phase (prefill chunks and
 decode tokens). Per video (videos = the steps' 2x2 poolings, one per encoded video): the GPU ms
 of the encoder phase, of the pruning's own kernels (``PRUNE_KERNELS``) within it, and of the LLM
-phase. Steps that only start or end inside the window are left out.
+phase.
 
     python3 benchmarks/gpu/profile_load.py --trace-dir /tmp/prof --concurrency 64 --retention 0.25
     python3 benchmarks/gpu/profile_load.py --trace load_trace.json.gz
@@ -25,27 +25,18 @@ import argparse
 import json
 import re
 import statistics
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
-from benchmarks.gpu.profile_prefill import GPU_CATEGORIES, load_events, wait_for_trace
+from benchmarks.gpu.profile_prefill import GPU_CATEGORIES, busy_ms, load_events, wait_for_trace
 
 LLM_MARKERS = ("rms_norm", "reshape_and_cache")  # the language model's first kernels in a step
 POOLING_KERNEL = "upsample_bilinear2d"  # LLaVA-OneVision's 2x2 pooling of one video's frames
 PRUNE_KERNELS = ("_plan_kernel", "_piece_distances_kernel", "_select_kernel", "_push_kernel")  # MMG-Vid's Triton
 STEP = re.compile(r"execute_context_(\d+)\((\d+)\)_generation_(\d+)")
-
-
-def busy_ms(events: list[dict]) -> float:
-    """Time covered by at least one of ``events`` (sorted by start), in ms."""
-    total, reach = 0.0, -float("inf")
-    for e in events:
-        total += max(0.0, e["ts"] + e["dur"] - max(reach, e["ts"]))
-        reach = max(reach, e["ts"] + e["dur"])
-    return total / 1e3
 
 
 def step_phases(step: dict, gpu: list[dict]) -> dict:
@@ -65,7 +56,7 @@ def step_phases(step: dict, gpu: list[dict]) -> dict:
 
 
 def analyze(events: list[dict]) -> dict:
-    """Per-step phases and per-video means of the steps that lie wholly in the trace's window."""
+    """Per-step phases and per-video means of the steps the trace holds."""
     gpu = sorted((e for e in events if e.get("cat") in GPU_CATEGORIES), key=lambda e: e["ts"])
     if not gpu:
         raise SystemExit("no GPU kernels in the trace (a CPU server's, or a window with no step)")
@@ -92,28 +83,22 @@ def profile_under_load(args) -> tuple[list[dict], dict]:
     from benchmarks.gpu.long_video import load, video_url
 
     model = requests.get(f"{args.url}/v1/models", timeout=30).json()["data"][0]["id"]
-    done = threading.Event()
-    result: dict = {}
-
-    def run_load() -> None:
-        result.update(load(args.url, model, video_url("clip"), args.retention, args.concurrency, args.requests,
-                           args.max_tokens))
-        done.set()
-
     queue: dict[str, list[float]] = {"running": [], "waiting": []}
-    threading.Thread(target=run_load, daemon=True).start()
-    since = started = time.time()
-    profiled = False
-    while not done.wait(0.5):
-        for name, value in engine_queue(requests.get(f"{args.url}/metrics", timeout=30).text).items():
-            queue[name].append(value)
-        if not profiled and time.time() - started >= args.start_after:
-            since = time.time()
-            requests.post(f"{args.url}/start_profile", timeout=60).raise_for_status()
-            time.sleep(args.window)
-            requests.post(f"{args.url}/stop_profile", timeout=600).raise_for_status()
-            profiled = True
-    if not profiled:
+    started, since = time.time(), None
+    with ThreadPoolExecutor(1) as pool:
+        loaded = pool.submit(load, args.url, model, video_url("clip"), args.retention, args.concurrency,
+                             args.requests, args.max_tokens)
+        while not loaded.done():
+            for name, value in engine_queue(requests.get(f"{args.url}/metrics", timeout=30).text).items():
+                queue[name].append(value)
+            if since is None and time.time() - started >= args.start_after:
+                since = time.time()
+                requests.post(f"{args.url}/start_profile", timeout=60).raise_for_status()
+                time.sleep(args.window)
+                requests.post(f"{args.url}/stop_profile", timeout=600).raise_for_status()
+            time.sleep(0.5)
+        result = loaded.result()  # the load's own error, if it failed
+    if since is None:
         raise SystemExit("the load ended before --start-after: send more --requests")
     load_figures = {**result, "mean_running": round(statistics.mean(queue["running"]), 1),
                     "mean_waiting": round(statistics.mean(queue["waiting"]), 1)}

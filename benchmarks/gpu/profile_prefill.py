@@ -68,15 +68,23 @@ def bursts(gpu: list[dict]) -> list[list[dict]]:
     return groups
 
 
+def busy_ms(events: list[dict]) -> float:
+    """Time covered by at least one of ``events`` (sorted by start), in ms."""
+    total, reach = 0.0, -float("inf")
+    for e in events:
+        total += max(0.0, e["ts"] + e["dur"] - max(reach, e["ts"]))
+        reach = max(reach, e["ts"] + e["dur"])
+    return total / 1e3
+
+
 def summarize(burst: list[dict], cpu: list[dict], top: int) -> dict:
     """Span, busy and idle ms of one burst; its largest gaps, blocking calls and kernels."""
     start = burst[0]["ts"]
-    busy, gaps, reach, previous = 0.0, [], start, None
+    gaps, reach, previous = [], start, None
     for e in burst:
         if e["ts"] > reach:
             gaps.append({"at_ms": (reach - start) / 1e3, "ms": (e["ts"] - reach) / 1e3,
                          "after": previous["name"][:60], "before": e["name"][:60]})
-        busy += max(0.0, e["ts"] + e["dur"] - max(reach, e["ts"]))
         if e["ts"] + e["dur"] >= reach:
             reach, previous = e["ts"] + e["dur"], e
     kernels: dict[str, float] = {}
@@ -84,10 +92,11 @@ def summarize(burst: list[dict], cpu: list[dict], top: int) -> dict:
         kernels[e["name"][:80]] = kernels.get(e["name"][:80], 0.0) + e["dur"] / 1e3
     blocking = [{"at_ms": (c["ts"] - start) / 1e3, "ms": c["dur"] / 1e3, "call": c["name"]}
                 for c in cpu if c["name"].startswith(BLOCKING_CALLS) and start <= c["ts"] <= reach]
+    span, busy = (reach - start) / 1e3, busy_ms(burst)
     return {
-        "span_ms": (reach - start) / 1e3,
-        "busy_ms": busy / 1e3,
-        "idle_ms": (reach - start - busy) / 1e3,
+        "span_ms": span,
+        "busy_ms": busy,
+        "idle_ms": span - busy,
         "largest_gaps": sorted(gaps, key=lambda g: -g["ms"])[:top],
         "blocking_calls": sorted(blocking, key=lambda b: -b["ms"])[:top],
         "top_kernels_ms": dict(sorted(kernels.items(), key=lambda kv: -kv[1])[:top]),
